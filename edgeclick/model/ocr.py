@@ -1,0 +1,67 @@
+"""Object-Contextual Representations head (Yuan et al. 2020) as RITM's HRNet-OCR uses it.
+
+Module nesting (e.g. `f_pixel.1.0` for a BN inside a Sequential) mirrors RITM's `ocr.py` so checkpoint
+keys match.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, kernel_size=1, bias=False), nn.Sequential(nn.BatchNorm2d(cout), nn.ReLU(inplace=True))]
+
+
+class SpatialGather(nn.Module):
+    """Soft object regions → one context vector per class.
+
+    feats B×C×H×W, probs B×K×H×W (region logits) → context B×C×K×1.
+    """
+
+    def forward(self, feats: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        b, k = probs.shape[0], probs.shape[1]
+        weights = F.softmax(probs.reshape(b, k, -1), dim=2)  # B×K×HW
+        pixels = feats.reshape(b, feats.shape[1], -1).permute(0, 2, 1)  # B×HW×C
+        return torch.matmul(weights, pixels).permute(0, 2, 1).unsqueeze(3)
+
+
+class ObjectAttentionBlock(nn.Module):
+    """Pixel-to-region attention: every pixel attends to the K region vectors (scale 1, no pooling)."""
+
+    def __init__(self, in_channels: int, key_channels: int) -> None:
+        super().__init__()
+        self.key_channels = key_channels
+        self.f_pixel = nn.Sequential(*_conv_bn_relu(in_channels, key_channels), *_conv_bn_relu(key_channels, key_channels))
+        self.f_object = nn.Sequential(*_conv_bn_relu(in_channels, key_channels), *_conv_bn_relu(key_channels, key_channels))
+        self.f_down = nn.Sequential(*_conv_bn_relu(in_channels, key_channels))
+        self.f_up = nn.Sequential(*_conv_bn_relu(key_channels, in_channels))
+
+    def forward(self, x: torch.Tensor, proxy: torch.Tensor) -> torch.Tensor:
+        """x B×C×H×W, proxy B×C×K×1 → context B×C×H×W."""
+        b, _, h, w = x.shape
+        query = self.f_pixel(x).reshape(b, self.key_channels, -1).permute(0, 2, 1)  # B×HW×Ck
+        key = self.f_object(proxy).reshape(b, self.key_channels, -1)  # B×Ck×K
+        value = self.f_down(proxy).reshape(b, self.key_channels, -1).permute(0, 2, 1)  # B×K×Ck
+        sim = F.softmax(torch.matmul(query, key) * (self.key_channels**-0.5), dim=-1)  # B×HW×K
+        context = torch.matmul(sim, value).permute(0, 2, 1).reshape(b, self.key_channels, h, w)
+        return self.f_up(context)
+
+
+class SpatialOCR(nn.Module):
+    """cat(object context, pixel features) → 1×1 conv + BN + ReLU (+ dropout, identity in eval)."""
+
+    def __init__(self, in_channels: int, key_channels: int, out_channels: int, dropout: float = 0.05) -> None:
+        super().__init__()
+        self.object_context_block = ObjectAttentionBlock(in_channels, key_channels)
+        self.conv_bn_dropout = nn.Sequential(
+            nn.Conv2d(2 * in_channels, out_channels, kernel_size=1, bias=False),
+            nn.Sequential(nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)),
+            nn.Dropout2d(dropout),
+        )
+
+    def forward(self, feats: torch.Tensor, proxy: torch.Tensor) -> torch.Tensor:
+        """feats B×C×H×W, proxy B×C×K×1 → B×out×H×W."""
+        context = self.object_context_block(feats, proxy)
+        return self.conv_bn_dropout(torch.cat([context, feats], 1))

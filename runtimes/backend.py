@@ -1,0 +1,50 @@
+"""The one interface every runtime implements: run a named graph on named numpy feeds.
+
+torch (reference), onnxruntime, TensorRT and CoreML backends all look like this to `Session`.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from edgeclick import contract
+
+
+class ContractMismatch(RuntimeError):
+    """An artifact built against another version of the I/O contract."""
+
+
+class Backend(Protocol):
+    name: str
+    contract_hash: str
+    input_size: tuple[int, int] | None  # fixed model input (H, W), or None when any multiple of 32 works
+    graphs: dict[str, contract.GraphSpec]
+
+    def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run `graph` (contract.ENCODER / contract.DECODER) and return its outputs by contract name."""
+        ...
+
+
+def check_feeds(spec: contract.GraphSpec, feeds: dict[str, np.ndarray], size: tuple[int, int]) -> None:
+    """Raise ValueError unless `feeds` holds exactly the spec's inputs with their dtypes and shapes."""
+    names = set(feeds)
+    expected = set(spec.input_names())
+    if names != expected:
+        raise ValueError(f"{spec.name}: feeds {sorted(names)} differ from the contract's inputs {sorted(expected)}")
+    for t in spec.inputs:
+        arr = feeds[t.name]
+        shape = t.resolve(*size)
+        if arr.dtype != np.dtype(t.dtype):
+            raise ValueError(f"{spec.name}.{t.name}: dtype {arr.dtype}, contract says {t.dtype}")
+        if tuple(arr.shape) != shape:
+            raise ValueError(f"{spec.name}.{t.name}: shape {tuple(arr.shape)}, contract says {shape}")
+
+
+def check_contract(artifact_hash: str, where: str) -> None:
+    """Refuse an artifact whose contract hash is not this code's."""
+    if artifact_hash != contract.contract_hash():
+        raise ContractMismatch(
+            f"{where} was built for I/O contract {artifact_hash[:12]}…, this edgeclick speaks "
+            f"{contract.contract_hash()[:12]}… (version {contract.CONTRACT_VERSION}); re-export it with this version"
+        )
