@@ -26,12 +26,21 @@ class Backend(Protocol):
         ...
 
 
-def check_feeds(spec: contract.GraphSpec, feeds: dict[str, np.ndarray], size: tuple[int, int]) -> None:
-    """Raise ValueError unless `feeds` holds exactly the spec's inputs with their dtypes and shapes."""
+def feed_size(spec: contract.GraphSpec, feeds: dict[str, np.ndarray]) -> tuple[int, int]:
+    """Model input (H, W) implied by the feeds: the encoder's NHWC image or the decoder's NCHW prev mask."""
+    if spec.name == contract.ENCODER:
+        return tuple(feeds[contract.IMAGE].shape[1:3])  # type: ignore[return-value]
+    return tuple(feeds[contract.PREV_MASK].shape[2:4])  # type: ignore[return-value]
+
+
+def check_feeds(spec: contract.GraphSpec, feeds: dict[str, np.ndarray]) -> tuple[int, int]:
+    """Raise ValueError unless `feeds` holds exactly the spec's inputs with their dtypes and shapes;
+    return the model input size (H, W) they imply."""
     names = set(feeds)
     expected = set(spec.input_names())
     if names != expected:
         raise ValueError(f"{spec.name}: feeds {sorted(names)} differ from the contract's inputs {sorted(expected)}")
+    size = feed_size(spec, feeds)
     for t in spec.inputs:
         arr = feeds[t.name]
         shape = t.resolve(*size)
@@ -39,6 +48,7 @@ def check_feeds(spec: contract.GraphSpec, feeds: dict[str, np.ndarray], size: tu
             raise ValueError(f"{spec.name}.{t.name}: dtype {arr.dtype}, contract says {t.dtype}")
         if tuple(arr.shape) != shape:
             raise ValueError(f"{spec.name}.{t.name}: shape {tuple(arr.shape)}, contract says {shape}")
+    return size
 
 
 def check_contract(artifact_hash: str, where: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -466,7 +467,7 @@ def test_pascalvoc_broken_files(tmp_path: Path) -> None:
         (_make_hq, "DIS5K-VD", "hq"),
     ],
 )
-def test_auto_detection(tmp_path: Path, maker, folder: str, fmt: str) -> None:  # type: ignore[no-untyped-def]
+def test_auto_detection(tmp_path: Path, maker: Callable[[Path], None], folder: str, fmt: str) -> None:
     root = tmp_path / folder
     maker(root)
     (root / "extra_folder").mkdir()  # unrelated folders do not confuse detection
@@ -509,6 +510,9 @@ def test_dataset_is_a_picklable_sequence(tmp_path: Path) -> None:
     np.testing.assert_array_equal(clone[-1].gt, ds[2].gt)
     with pytest.raises(IndexError):
         ds[3]
+    with pytest.raises(TypeError):
+        ds[0:2]  # type: ignore[index]
+    assert ds[np.int64(0)].name == ds.names[0]
     assert "pascalvoc" in repr(ds)
 
 

@@ -231,9 +231,12 @@ class Dataset:
         """Decode sample `index` (negative indices count from the end).
 
         Raises:
+            TypeError: `index` is not an integer (slices are not supported).
             IndexError: out of range.
             BrokenSampleError: the sample's files fail to decode or its mask has no object pixels.
         """
+        if not isinstance(index, (int, np.integer)):
+            raise TypeError(f"Dataset indices must be integers, got {type(index).__name__}")
         entry = self._entries[index]
         layout = LAYOUTS[self.format]
         try:

@@ -50,7 +50,8 @@ def read_rgb(path: Path) -> np.ndarray:
             gray = _wide_to_uint8(np.array(im))
             return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
         # np.array (not asarray): Pillow hands out read-only buffers, callers may want to write.
-        return np.array(im.convert("RGB"), dtype=np.uint8)
+        # Skipping convert() for RGB saves a full-image copy per sample.
+        return np.array(im if im.mode == "RGB" else im.convert("RGB"), dtype=np.uint8)
 
 
 def read_intensity(path: Path) -> np.ndarray:

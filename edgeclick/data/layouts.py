@@ -193,9 +193,9 @@ def resolve_dirs(root: Path, layout: Layout) -> tuple[Path, Path]:
     Raises:
         ValueError: when none of the layout's folder pairs exists under `root`.
     """
-    for images, annotations in layout.dir_pairs:
-        if (root / images).is_dir() and (root / annotations).is_dir():
-            return root / images, root / annotations
+    for images, masks in layout.dir_pairs:
+        if (root / images).is_dir() and (root / masks).is_dir():
+            return root / images, root / masks
     expected = " or ".join(f"{a}/ + {b}/" for a, b in layout.dir_pairs)
     raise ValueError(
         f"{root} is not a {layout.name} dataset: expected {expected}, found folders {_subfolders(root) or '(none)'}"

@@ -24,7 +24,7 @@ from torch import nn
 from edgeclick import contract
 
 from .config import ConvAdapterConfig
-from .ritm import ClickModel, EarlyFusionModel, scale_clicks, upsample
+from .ritm import AUX_LOGITS, ClickModel, EarlyFusionModel, scale_clicks, upsample
 
 _BINOMIAL_4 = torch.tensor([1.0, 3.0, 3.0, 1.0]) / 8.0  # separable anti-aliasing kernel for k=4, s=2, p=1
 
@@ -104,11 +104,11 @@ class ConvAdapterModel(ClickModel):
             base_feats = {contract.FEATURES: features[contract.FEATURES]}
             base_out = self.base.decode(base_feats, half_clicks, half_mask)
             skip = features[contract.SKIP_IMAGE] + click_part[:, 3:]
-        base_logits = base_out["logits"]
+        base_logits = base_out[contract.LOGITS]
         up_in = torch.cat([base_logits, self.skip_act(skip)], dim=1) if self.adapter.skip else base_logits
-        out = {"logits": upsample(base_logits, size) + self.up(up_in)}
-        if "aux_logits" in base_out:
-            out["aux_logits"] = upsample(base_out["aux_logits"], size)
+        out = {contract.LOGITS: upsample(base_logits, size) + self.up(up_in)}
+        if AUX_LOGITS in base_out:
+            out[AUX_LOGITS] = upsample(base_out[AUX_LOGITS], size)
         return out
 
 

@@ -66,4 +66,4 @@ class LateFusionModel(ClickModel):
         feats = features[contract.FEATURES]
         # The click encoder repeats the stem's two stride-2 3×3 convs, so its output aligns with feats.
         logits = self.head(self.fusion(feats + self.click_encoder(maps)))
-        return {"logits": upsample(logits, prev_mask.shape[-2:])}
+        return {contract.LOGITS: upsample(logits, prev_mask.shape[-2:])}

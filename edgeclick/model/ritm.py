@@ -18,6 +18,9 @@ from .disks import click_disks
 from .hrnet import STEM_CHANNELS, HighResolutionNet
 
 
+AUX_LOGITS = "aux_logits"  # training-only output of the auxiliary head; never exported
+
+
 def upsample(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
     """Bilinear resize with align_corners=True, as RITM does for every output."""
     return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
@@ -59,7 +62,7 @@ class ClickModel(nn.Module):
 
     def forward(self, image01: torch.Tensor, clicks: torch.Tensor, prev_mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """image01 B×3×H×W in [0,1], clicks B×N×3 (x, y, label), prev_mask B×1×H×W probabilities →
-        {"logits": B×1×H×W, "aux_logits": B×1×H×W or absent}."""
+        {contract.LOGITS: B×1×H×W, AUX_LOGITS: B×1×H×W (early fusion only)}."""
         return self.decode(self.encode(image01), clicks, prev_mask)
 
 
@@ -89,4 +92,4 @@ class EarlyFusionModel(ClickModel):
         feats = self.feature_extractor.features_from_stem(features[contract.STEM], self.maps_transform(maps))
         logits, aux = self.feature_extractor.heads(feats)
         size = prev_mask.shape[-2:]
-        return {"logits": upsample(logits, size), "aux_logits": upsample(aux, size)}
+        return {contract.LOGITS: upsample(logits, size), AUX_LOGITS: upsample(aux, size)}

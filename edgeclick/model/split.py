@@ -47,7 +47,7 @@ class Decoder(nn.Module):
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         *features, clicks, prev_mask = inputs
-        return self.model.decode(dict(zip(self.feature_names, features)), clicks, prev_mask)["logits"]
+        return self.model.decode(dict(zip(self.feature_names, features)), clicks, prev_mask)[contract.LOGITS]
 
 
 def split_model(model: ClickModel) -> tuple[Encoder, Decoder]:

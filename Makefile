@@ -1,0 +1,42 @@
+# Thin wrappers over the `edgeclick` CLI. Every target first creates/updates the local virtualenv.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DATA   ?= ../shared/data/grabcut
+SIZE   ?=
+CKPT   ?=
+
+.PHONY: venv test test-all demo eval bench-model import-ritm clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "torch==2.13.0"
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -m ""
+
+demo: $(STAMP)
+	$(BIN)/edgeclick demo --data $(DATA) $(if $(CKPT),--checkpoint $(CKPT)) $(if $(SIZE),--size $(SIZE))
+
+eval: $(STAMP)
+	@test -n "$(CKPT)" || (echo "usage: make eval CKPT=path/to/checkpoint.pt [DATA=dir]"; exit 2)
+	$(BIN)/edgeclick evaluate --checkpoint $(CKPT) --data $(DATA)
+
+bench-model: $(STAMP)
+	$(BIN)/python -m edgeclick.bench_model
+
+import-ritm: $(STAMP)
+	@test -n "$(SRC)" -a -n "$(DST)" || (echo "usage: make import-ritm SRC=ritm.pth DST=out.pt"; exit 2)
+	$(BIN)/edgeclick import-ritm $(SRC) $(DST)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

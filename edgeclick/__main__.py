@@ -1,0 +1,5 @@
+import sys
+
+from edgeclick.cli import main
+
+sys.exit(main())

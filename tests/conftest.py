@@ -1,0 +1,18 @@
+"""Shared fixtures: deterministic inputs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def image_u8(rng: np.random.Generator) -> np.ndarray:
+    """64×96×3 uint8 with some structure (a bright square on noise)."""
+    img = rng.integers(0, 120, size=(64, 96, 3), dtype=np.uint8)
+    img[16:48, 30:70] = 220
+    return img

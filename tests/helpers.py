@@ -1,0 +1,33 @@
+"""Test helpers: realistic random weights, click rows."""
+from __future__ import annotations
+
+import torch
+
+from edgeclick import contract
+
+
+def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give every parameter and BN statistic non-trivial values so layer mix-ups change the output
+    (fresh BN layers are identities and zero-initialised branches hide wiring errors)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() > 1:
+                fan_in = p[0].numel()
+                p.copy_(torch.randn(p.shape, generator=gen) * (1.0 / fan_in) ** 0.5)
+            else:
+                p.copy_(0.5 + torch.rand(p.shape, generator=gen) if name.endswith("weight") else 0.1 * torch.randn(p.shape, generator=gen))
+        for name, b in model.named_buffers():
+            if name.endswith("running_mean"):
+                b.copy_(0.1 * torch.randn(b.shape, generator=gen))
+            elif name.endswith("running_var"):
+                b.copy_(0.5 + torch.rand(b.shape, generator=gen))
+    return model.eval()
+
+
+def click_rows(points: list[tuple[float, float, int]], n: int = contract.NUM_CLICKS) -> torch.Tensor:
+    """[(x, y, label), ...] → 1×n×3 padded click rows."""
+    rows = torch.full((1, n, 3), float(contract.LABEL_PADDING))
+    for i, (x, y, label) in enumerate(points):
+        rows[0, i] = torch.tensor([x, y, label], dtype=torch.float32)
+    return rows

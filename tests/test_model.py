@@ -1,0 +1,116 @@
+"""Every registered config × fusion mode × adapter: shapes, finiteness, RITM structure, golden logits."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgeclick import contract
+from edgeclick.model import ARCHS, EarlyFusionModel, LateFusionModel, create_model, list_models, model_config
+from edgeclick.model.adapters import ConvAdapterModel
+from edgeclick.model.config import FUSIONS, ModelConfig
+from edgeclick.model.disks import click_disks
+
+from .helpers import click_rows, randomize_
+
+GOLDEN = Path(__file__).parent / "golden"
+H, W = 64, 96
+
+
+@pytest.mark.parametrize("adapter", [None, "conv"])
+@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("name", list_models())
+def test_forward_shapes(name: str, fusion: str, adapter: str | None) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, fusion=fusion, adapter=adapter).eval()
+    clicks = click_rows([(10, 20, 1), (60, 40, 0)])
+    with torch.no_grad():
+        out = model(torch.rand(1, 3, H, W), clicks, torch.zeros(1, 1, H, W))
+    assert out[contract.LOGITS].shape == (1, 1, H, W)
+    assert torch.isfinite(out[contract.LOGITS]).all()
+    assert ("aux_logits" in out) == (fusion == "early")
+    assert isinstance(model, ConvAdapterModel) == (adapter == "conv")
+    base = model.base if isinstance(model, ConvAdapterModel) else model
+    assert isinstance(base, EarlyFusionModel if fusion == "early" else LateFusionModel)
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if n != "tiny"])
+def test_ritm_state_dict_layout(name: str) -> None:
+    """Key names and shapes RITM checkpoints use (isegm HRNetModel), spot-checked per variant."""
+    width, ocr, small = ARCHS[name]
+    sd = create_model(name).state_dict()
+    assert sd["maps_transform.0.weight"].shape == (16, 3, 1, 1)
+    assert sd["maps_transform.2.weight"].shape == (64, 16, 3, 3)
+    assert sd["maps_transform.3.scale"].shape == (1,)
+    assert sd["feature_extractor.conv1.weight"].shape == (64, 3, 3, 3)
+    assert sd["feature_extractor.layer1.0.downsample.0.weight"].shape == (256, 64, 1, 1)
+    assert sd["feature_extractor.stage4.0.branches.3.0.conv1.weight"].shape == (8 * width, 8 * width, 3, 3)
+    assert sd["feature_extractor.transition3.3.0.0.weight"].shape == (8 * width, 4 * width, 3, 3)
+    assert sd["feature_extractor.stage3.0.fuse_layers.2.0.1.0.weight"].shape == (4 * width, width, 3, 3)
+    assert sd["feature_extractor.ocr_distri_head.object_context_block.f_pixel.1.0.running_var"].shape == (ocr,)
+    assert sd["feature_extractor.ocr_distri_head.conv_bn_dropout.0.weight"].shape == (2 * ocr, 4 * ocr, 1, 1)
+    assert sd["feature_extractor.aux_head.3.weight"].shape == (1, 15 * width, 1, 1)
+    assert sd["feature_extractor.cls_head.weight"].shape == (1, 2 * ocr, 1, 1)
+    n_stage3 = 3 if small else 4
+    n_stage4 = 2 if small else 3
+    assert f"feature_extractor.stage3.{n_stage3 - 1}.branches.0.0.conv1.weight" in sd
+    assert f"feature_extractor.stage3.{n_stage3}.branches.0.0.conv1.weight" not in sd
+    assert f"feature_extractor.stage4.{n_stage4 - 1}.fuse_layers.3.0.2.0.weight" in sd
+    assert f"feature_extractor.stage4.{n_stage4}.branches.0.0.conv1.weight" not in sd
+    blocks = 2 if small else 4
+    assert f"feature_extractor.layer1.{blocks - 1}.conv3.weight" in sd and f"feature_extractor.layer1.{blocks}.conv1.weight" not in sd
+
+
+def test_config_round_trip() -> None:
+    cfg = model_config("hrnet18s", fusion="late", adapter={"skip": True, "sobel": True}, lora={"rank": 2, "targets": ["*conv1"]})
+    again = ModelConfig.from_dict(cfg.to_dict())
+    assert again == cfg
+    with pytest.raises(ValueError, match="unknown model config keys"):
+        ModelConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+    with pytest.raises(ValueError, match="unknown model 'hrnet99'"):
+        create_model("hrnet99")
+    with pytest.raises(ValueError, match="fusion must be one of"):
+        create_model("tiny", fusion="middle")
+
+
+def test_click_disks_match_brute_force() -> None:
+    clicks = click_rows([(3, 4, 1), (9.5, 2, 0), (0, 0, 1), (50, 50, -1)], n=6)
+    maps = click_disks(clicks, 12, 16, radius=5)
+    ref = torch.zeros(2, 12, 16)
+    for x, y, label in clicks[0].tolist():
+        if label < 0:
+            continue
+        for i in range(12):
+            for j in range(16):
+                if (i - y) ** 2 + (j - x) ** 2 <= 25:
+                    ref[0 if label == 1 else 1, i, j] = 1
+    assert torch.equal(maps[0], ref)
+    assert maps[0, 0, 4, 8] == 1  # distance exactly 5 is inside (RITM: <= r²)
+    assert maps[0, 1].sum() > 0 and maps[0, 0].sum() > 0
+
+
+def test_conv_adapter_starts_as_base_on_downsampled_image() -> None:
+    """Zero-initialised click/up paths: adapter(image) == upsample(base(avg-downsampled image))."""
+    torch.manual_seed(0)
+    model = create_model("tiny", adapter="conv").eval()
+    image = torch.rand(1, 3, H, W)
+    clicks = click_rows([(20, 30, 1)])
+    prev = torch.zeros(1, 1, H, W)
+    with torch.no_grad():
+        out = model(image, clicks, prev)[contract.LOGITS]
+        x = model.down_image(model.normalize(image))[:, :3]
+        base = model.base.decode(model.base.encode_normalized(x), torch.cat([clicks[..., :2] / 2, clicks[..., 2:]], -1),
+                                 torch.zeros(1, 1, H // 2, W // 2))[contract.LOGITS]
+        expected = torch.nn.functional.interpolate(base, size=(H, W), mode="bilinear", align_corners=True)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_golden_logits_tiny(fusion: str) -> None:
+    """Stored outputs of the tiny config guard against silent architecture changes."""
+    golden = torch.load(GOLDEN / f"tiny_{fusion}.pt", weights_only=True)
+    model = randomize_(create_model("tiny", fusion=fusion), seed=1)
+    with torch.no_grad():
+        out = model(golden["image"], golden["clicks"], golden["prev_mask"])[contract.LOGITS]
+    torch.testing.assert_close(out, golden[contract.LOGITS], rtol=1e-4, atol=1e-4)
