@@ -7,7 +7,11 @@ DATA   ?= ../shared/data/grabcut
 SIZE   ?=
 CKPT   ?=
 
-.PHONY: venv test test-all demo eval bench-model import-ritm clean
+TARGET ?= onnx
+FUSION ?=
+PRECISION ?= fp32
+
+.PHONY: venv test test-all demo eval export bench-model import-ritm clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +34,10 @@ demo: $(STAMP)
 eval: $(STAMP)
 	@test -n "$(CKPT)" || (echo "usage: make eval CKPT=path/to/checkpoint.pt [DATA=dir]"; exit 2)
 	$(BIN)/edgeclick evaluate --checkpoint $(CKPT) --data $(DATA)
+
+export: $(STAMP)
+	@test -n "$(CKPT)" || (echo "usage: make export TARGET=onnx|trt|coreml|all CKPT=model.pt [SIZE=640x960] [FUSION=late|early] [PRECISION=fp32|fp16]"; exit 2)
+	$(BIN)/edgeclick export --target $(TARGET) --checkpoint $(CKPT) --precision $(PRECISION) $(if $(SIZE),--size $(SIZE)) $(if $(FUSION),--fusion $(FUSION))
 
 bench-model: $(STAMP)
 	$(BIN)/python -m edgeclick.bench_model

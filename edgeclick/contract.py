@@ -45,6 +45,13 @@ PAD_VALUE = 0
 DEFAULT_SIZE = (640, 960)  # H, W
 PROB_THRESHOLD = 0.49  # RITM's evaluation threshold on sigmoid(logits)
 
+# Keys under which every artifact embeds the contract (ONNX metadata_props, CoreML user-defined
+# metadata, the JSON sidecar of a TensorRT engine, manifest.json).
+META_CONTRACT_VERSION = "edgeclick.contract_version"
+META_CONTRACT_HASH = "edgeclick.contract_hash"
+META_MODEL_CONFIG = "edgeclick.model_config"  # JSON of ModelConfig.to_dict()
+META_GRAPH = "edgeclick.graph"  # "encoder" or "decoder"
+
 # Dynamic-shape bounds (H, W) for TensorRT optimisation profiles.
 DYNAMIC_MIN = (320, 320)
 DYNAMIC_MAX = (1536, 1536)
