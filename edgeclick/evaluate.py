@@ -1,35 +1,28 @@
-"""RITM-protocol evaluation: simulated clicks, per-click IoU / Boundary IoU, NoC report, plots.
+"""RITM-protocol evaluation: simulated clicks, per-click IoU / Boundary IoU, NoC.
 
-A predictor is anything with `set_image` / `predict` (the `Predictor` protocol below; edgeclick's
-`Session` implements it). `ZoomIn` and `FlipAveraged` wrap a predictor with RITM's test-time
-transforms. `evaluate` runs samples in this process or in spawned workers; `evaluate_dataset` adds
-torchrun sharding (rank r takes samples r::world_size, rank 0 gathers); `write_report` writes the
-per-sample JSON, the summary, a Markdown table, the mIoU curve and a grid of the worst samples.
-
-Coordinates: clicks are (x column, y row) pixels; boxes are RITM's inclusive
-(row_min, row_max, col_min, col_max).
+`evaluate_sample` drives one predictor (see `edgeclick.predictors`) through up to 20 clicks of RITM's
+clicker; `evaluate` runs samples in this process or in spawned workers; `evaluate_dataset` adds torchrun
+sharding (rank r takes samples r::world_size, rank 0 gathers); `edgeclick.report` writes the results.
 """
 from __future__ import annotations
 
 import argparse
-import io
 import itertools
-import json
-import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Literal, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from edgeclick import contract
 from edgeclick.clicks import Click, Clicker
+from edgeclick.data.layouts import LAYOUTS
 from edgeclick.data.sample import IGNORE, Sample
 from edgeclick.metrics import (
     MAX_CLICKS,
@@ -41,290 +34,16 @@ from edgeclick.metrics import (
     iou,
     summarize,
 )
+from edgeclick.predictors import Predictor, wrap_predictor
+from edgeclick.report import results_table, write_report
 
-PRED_THRESHOLD: float = 0.49
-"""RITM's probability threshold for the evaluated mask."""
+PRED_THRESHOLD: float = contract.PROB_THRESHOLD
 
 Box = tuple[int, int, int, int]
 """Inclusive (row_min, row_max, col_min, col_max)."""
 
-DATASET_FORMATS: tuple[str, ...] = ("auto", "grabcut", "berkeley", "davis", "coco_mval", "sbd", "pascalvoc", "hq")
+DATASET_FORMATS: tuple[str, ...] = ("auto", *LAYOUTS)
 
-
-class Predictor(Protocol):
-    """An interactive segmentation model bound to one image at a time."""
-
-    def set_image(self, rgb: np.ndarray) -> None:
-        """Bind the H×W×3 uint8 RGB image that following `predict` calls refer to."""
-        ...
-
-    def predict(self, clicks: Sequence[Click], prev_mask: np.ndarray | None) -> np.ndarray:
-        """H×W float32 object probabilities at the image's size.
-
-        Args:
-            clicks: all clicks so far, in image pixels.
-            prev_mask: H×W float32 previous probability map, None before the first click.
-        """
-        ...
-
-
-# --------------------------------------------------------------------------------------------------
-# Test-time transforms (RITM's inference/transforms), as predictor wrappers
-# --------------------------------------------------------------------------------------------------
-
-
-def resize_bilinear(array: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bilinear resize with align_corners=True semantics (torch's F.interpolate, as RITM uses).
-
-    Args:
-        array: H×W or H×W×C numeric array.
-        height, width: output size in pixels.
-
-    Returns:
-        height×width(×C) float32.
-    """
-    src = np.asarray(array, dtype=np.float32)
-    h, w = src.shape[:2]
-    # align_corners=True maps output index i to input coordinate i·(in−1)/(out−1): corners coincide.
-    ys = np.linspace(0.0, h - 1, height) if height > 1 else np.zeros(1)
-    xs = np.linspace(0.0, w - 1, width) if width > 1 else np.zeros(1)
-    y0 = np.floor(ys).astype(np.int64)
-    x0 = np.floor(xs).astype(np.int64)
-    y1 = np.minimum(y0 + 1, h - 1)
-    x1 = np.minimum(x0 + 1, w - 1)
-    wy = (ys - y0).astype(np.float32).reshape((-1, 1) + (1,) * (src.ndim - 2))
-    wx = (xs - x0).astype(np.float32).reshape((1, -1) + (1,) * (src.ndim - 2))
-    rows = src[y0] * (1 - wy) + src[y1] * wy
-    return rows[:, x0] * (1 - wx) + rows[:, x1] * wx
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    """Inverse sigmoid of H×W probabilities, clipped so 0 and 1 stay finite."""
-    p = np.clip(p, 1e-7, 1 - 1e-7)
-    return np.log(p) - np.log1p(-p)
-
-
-class FlipAveraged:
-    """Horizontal-flip test-time augmentation: average the predictions on the image and its mirror.
-
-    The mirror sees clicks at x' = W − 1 − x and the mirrored previous mask; its output is mirrored back.
-    With one inner predictor it is re-bound to each image at every click (correct, but the encoder
-    runs twice per click); pass a second predictor as `mirror` to keep both images bound.
-
-    Args:
-        predictor: the model.
-        mirror: optional second instance of the model, bound to the mirrored image.
-        average: "prob" averages probabilities; "logit" averages logits and applies the sigmoid, which
-            is what RITM does (its flip sits before the sigmoid).
-    """
-
-    def __init__(
-        self,
-        predictor: Predictor,
-        mirror: Predictor | None = None,
-        average: Literal["prob", "logit"] = "prob",
-    ) -> None:
-        if average not in ("prob", "logit"):
-            raise ValueError(f"average must be 'prob' or 'logit', got {average!r}")
-        self.predictor = predictor
-        self.mirror = mirror
-        self.average = average
-        self._image: np.ndarray | None = None
-        self._mirror_image: np.ndarray | None = None
-        self._bound: str | None = None  # which image the shared predictor holds now
-
-    def set_image(self, rgb: np.ndarray) -> None:
-        """Bind the H×W×3 uint8 image (and, with a second predictor, its mirror)."""
-        self._image = rgb
-        self._mirror_image = np.ascontiguousarray(rgb[:, ::-1])
-        self._bound = None
-        if self.mirror is not None:
-            self.predictor.set_image(self._image)
-            self.mirror.set_image(self._mirror_image)
-
-    def _bind(self, which: str) -> Predictor:
-        if self.mirror is not None:
-            return self.predictor if which == "direct" else self.mirror
-        if self._bound != which:
-            self.predictor.set_image(self._image if which == "direct" else self._mirror_image)
-            self._bound = which
-        return self.predictor
-
-    def predict(self, clicks: Sequence[Click], prev_mask: np.ndarray | None) -> np.ndarray:
-        """H×W float32 average of the direct and the mirrored prediction."""
-        if self._image is None:
-            raise RuntimeError("set_image must be called before predict")
-        width = self._image.shape[1]
-        mirrored_clicks = [Click(width - 1 - c.x, c.y, c.positive) for c in clicks]
-        mirrored_prev = None if prev_mask is None else np.ascontiguousarray(prev_mask[:, ::-1])
-        direct = np.asarray(self._bind("direct").predict(clicks, prev_mask), dtype=np.float32)
-        flipped = np.asarray(self._bind("mirrored").predict(mirrored_clicks, mirrored_prev), dtype=np.float32)[:, ::-1]
-        if self.average == "logit":
-            return (1.0 / (1.0 + np.exp(-0.5 * (_logit(direct) + _logit(flipped))))).astype(np.float32)
-        return (0.5 * (direct + flipped)).astype(np.float32)
-
-
-def _expand_box(box: Box, ratio: float, min_size: float) -> Box:
-    """Scale an inclusive box about its centre by `ratio`, each side at least `min_size` pixels."""
-    r0, r1, c0, c1 = box
-    rc, cc = 0.5 * (r0 + r1), 0.5 * (c0 + c1)
-    height = max(ratio * (r1 - r0 + 1), min_size)
-    width = max(ratio * (c1 - c0 + 1), min_size)
-    # Python's round (half to even) on purpose: RITM's expand_bbox uses it, and .5 cases are common.
-    return (
-        int(round(rc - 0.5 * height)),
-        int(round(rc + 0.5 * height)),
-        int(round(cc - 0.5 * width)),
-        int(round(cc + 0.5 * width)),
-    )
-
-
-def object_roi(mask: np.ndarray, clicks: Sequence[Click], expansion_ratio: float, min_crop_size: int) -> Box:
-    """RITM's zoom-in crop: the box of the mask and the positive clicks, expanded and clamped.
-
-    Args:
-        mask: H×W bool current prediction (non-empty or with a positive click).
-        clicks: clicks so far; positive ones are added to the mask first.
-        expansion_ratio: box growth factor (1.4).
-        min_crop_size: minimum side in pixels (200) before clamping to the image.
-
-    Returns:
-        Inclusive box inside the image.
-    """
-    mask = mask.copy()
-    h, w = mask.shape
-    for click in clicks:  # ≤ max_clicks items, not pixels
-        if click.positive and 0 <= click.y < h and 0 <= click.x < w:
-            mask[int(click.y), int(click.x)] = True
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    r0, r1, c0, c1 = _expand_box((int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])), expansion_ratio, min_crop_size)
-    return max(0, r0), min(h - 1, r1), max(0, c0), min(w - 1, c1)
-
-
-def box_iou(a: Box, b: Box) -> float:
-    """RITM's box overlap: the product of the row-interval IoU and the column-interval IoU."""
-
-    def segment_iou(s0: int, s1: int, t0: int, t1: int) -> float:
-        inter = max(0, min(s1, t1) - max(s0, t0) + 1)
-        return inter / max(1e-6, max(s1, t1) - min(s0, t0) + 1)
-
-    return segment_iou(a[0], a[1], b[0], b[1]) * segment_iou(a[2], a[3], b[2], b[3])
-
-
-def clicks_inside(box: Box, clicks: Sequence[Click]) -> bool:
-    """Whether every positive click lies in the box (RITM's check: min ≤ coord < max, max exclusive)."""
-    r0, r1, c0, c1 = box
-    return all(r0 <= c.y < r1 and c0 <= c.x < c1 for c in clicks if c.positive)
-
-
-class ZoomIn:
-    """RITM's ZoomIn: after the first click, predict on a crop around the current object.
-
-    From click `skip_clicks + 1` on, the crop is the box of the previous mask (prob > `prob_thresh`)
-    plus the positive clicks, grown by `expansion_ratio` to at least `min_crop_size` pixels and clamped
-    to the image. The crop is kept until a positive click falls outside it or the new box overlaps it
-    by less than `recompute_iou` (RITM's per-axis box IoU). The inner predictor sees the crop resized
-    (bilinear, align_corners) so its long side is `target_size`, the clicks mapped into it and the
-    cropped previous mask; its output is resized back and pasted into a zero map of the image's size.
-
-    Deviation from RITM: when the previous mask is empty RITM feeds the whole image but still pastes
-    the result into the old crop (a bug); here the whole image is predicted and returned as is.
-    The crop image is rounded back to uint8 (RITM resizes the float image).
-    """
-
-    def __init__(
-        self,
-        predictor: Predictor,
-        target_size: int = 400,
-        expansion_ratio: float = 1.4,
-        min_crop_size: int = 200,
-        recompute_iou: float = 0.5,
-        skip_clicks: int = 1,
-        prob_thresh: float = 0.5,
-    ) -> None:
-        if skip_clicks < 0:
-            raise ValueError("skip_clicks must be ≥ 0 (RITM's fixed-crop mode is not supported)")
-        self.predictor = predictor
-        self.target_size = target_size
-        self.expansion_ratio = expansion_ratio
-        self.min_crop_size = min_crop_size
-        self.recompute_iou = recompute_iou
-        self.skip_clicks = skip_clicks
-        self.prob_thresh = prob_thresh
-        self._image: np.ndarray | None = None
-        self.roi: Box | None = None
-        self._bound: tuple[int, ...] | None = None  # () = whole image, a box = that crop
-
-    def set_image(self, rgb: np.ndarray) -> None:
-        """Bind the H×W×3 uint8 image and forget the crop."""
-        self._image = rgb
-        self.roi = None
-        self._bound = None
-
-    def _choose_roi(self, clicks: Sequence[Click], prev_mask: np.ndarray | None) -> Box | None:
-        if len(clicks) <= self.skip_clicks or prev_mask is None:
-            return None
-        mask = prev_mask > self.prob_thresh
-        if not mask.any():
-            return None
-        current = object_roi(mask, clicks, self.expansion_ratio, self.min_crop_size)
-        if (
-            self.roi is None
-            or not clicks_inside(self.roi, clicks)
-            or box_iou(current, self.roi) < self.recompute_iou
-        ):
-            self.roi = current
-        return self.roi
-
-    def _crop_size(self, roi: Box) -> tuple[int, int]:
-        height, width = roi[1] - roi[0] + 1, roi[3] - roi[2] + 1
-        scale = self.target_size / max(height, width)
-        return int(round(height * scale)), int(round(width * scale))
-
-    def predict(self, clicks: Sequence[Click], prev_mask: np.ndarray | None) -> np.ndarray:
-        """H×W float32 probabilities; zero outside the crop when a crop is used."""
-        if self._image is None:
-            raise RuntimeError("set_image must be called before predict")
-        roi = self._choose_roi(clicks, prev_mask)
-        if roi is None:
-            if self._bound != ():
-                self.predictor.set_image(self._image)
-                self._bound = ()
-            return np.asarray(self.predictor.predict(clicks, prev_mask), dtype=np.float32)
-
-        r0, r1, c0, c1 = roi
-        height, width = r1 - r0 + 1, c1 - c0 + 1
-        new_h, new_w = self._crop_size(roi)
-        if self._bound != roi:
-            crop = resize_bilinear(self._image[r0 : r1 + 1, c0 : c1 + 1], new_h, new_w)
-            self.predictor.set_image(np.clip(np.rint(crop), 0, 255).astype(np.uint8))
-            self._bound = roi
-        # RITM's click mapping: scale by output/input extent (not the align_corners grid).
-        crop_clicks = [
-            Click(new_w * (c.x - c0) / width, new_h * (c.y - r0) / height, c.positive) for c in clicks
-        ]
-        crop_prev = None if prev_mask is None else resize_bilinear(prev_mask[r0 : r1 + 1, c0 : c1 + 1], new_h, new_w)
-        probs = np.asarray(self.predictor.predict(crop_clicks, crop_prev), dtype=np.float32)
-        full = np.zeros(self._image.shape[:2], dtype=np.float32)
-        full[r0 : r1 + 1, c0 : c1 + 1] = resize_bilinear(probs, height, width)
-        return full
-
-
-def wrap_predictor(
-    predictor: Predictor,
-    *,
-    zoom_in: bool = False,
-    flip: bool = False,
-    mirror: Predictor | None = None,
-    target_size: int = 400,
-) -> Predictor:
-    """Apply RITM's test-time transforms in RITM's order: zoom-in outside, flip inside the crop."""
-    if flip:
-        predictor = FlipAveraged(predictor, mirror)
-    if zoom_in:
-        predictor = ZoomIn(predictor, target_size=target_size)
-    return predictor
 
 
 # --------------------------------------------------------------------------------------------------
@@ -674,188 +393,6 @@ def evaluate_dataset(
 
 
 # --------------------------------------------------------------------------------------------------
-# Report
-# --------------------------------------------------------------------------------------------------
-
-
-def atomic_write(path: str | Path, data: bytes | str) -> Path:
-    """Write a file so readers see the old or the new content, never a partial one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def _pct(t: float) -> str:
-    return f"{round(t * 100):d}"
-
-
-def results_table(dataset: str, summary: Summary, wall_seconds: float) -> str:
-    """Markdown table in RITM's layout: one row per score (IoU, Boundary IoU)."""
-    ts = list(summary.noc)
-    header = (
-        ["Dataset", "Metric"]
-        + [f"NoC@{_pct(t)}" for t in ts]
-        + [f"NoF@{_pct(t)}" for t in ts]
-        + ["SPC, s", "Time"]
-    )
-    elapsed = str(timedelta(seconds=int(wall_seconds)))
-    rows = []
-    for metric, noc_, nof_ in (
-        ("IoU", summary.noc, summary.nof),
-        ("Boundary IoU", summary.noc_boundary, summary.nof_boundary),
-    ):
-        rows.append(
-            [dataset, metric]
-            + [f"{noc_[t]:.2f}" for t in ts]
-            + [str(nof_[t]) for t in ts]
-            + [f"{summary.seconds_per_click:.3f}", elapsed]
-        )
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _png(fig: Any) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)  # the Agg canvas, without touching pyplot's global backend
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=fig.dpi)
-    return buffer.getvalue()
-
-
-def plot_miou(summary: Summary, title: str) -> bytes:
-    """PNG of mean IoU and mean Boundary IoU against the number of clicks."""
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    fig = Figure(figsize=(6, 4), dpi=100)
-    ax = fig.add_subplot()
-    k = np.arange(1, len(summary.miou) + 1)
-    ax.plot(k, summary.miou, marker="o", markersize=3, label="mIoU")
-    ax.plot(k, summary.mbiou, marker="s", markersize=3, label="mean Boundary IoU")
-    for t in summary.noc:
-        ax.axhline(t, color="grey", linewidth=0.5, linestyle=":")
-    ax.set(xlabel="number of clicks", ylabel="score", title=title, ylim=(0, 1), xlim=(0.5, k[-1] + 0.5 if k.size else 1))
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    return _png(fig)
-
-
-def plot_worst(previews: Sequence[Preview], columns: int = 4) -> bytes:
-    """PNG grid of previews: mask in blue, object outline in yellow, clicks green (+) and red (−)."""
-    from matplotlib.figure import Figure
-
-    n = max(1, len(previews))
-    cols = min(columns, n)
-    rows = math.ceil(n / cols)
-    fig = Figure(figsize=(3.2 * cols, 3.2 * rows), dpi=100)
-    for i in range(rows * cols):
-        ax = fig.add_subplot(rows, cols, i + 1)
-        ax.axis("off")
-        if i >= len(previews):
-            continue
-        p = previews[i]
-        ax.imshow(p.image)
-        overlay = np.zeros((*p.mask.shape, 4), dtype=np.float32)
-        overlay[p.mask] = (0.1, 0.4, 1.0, 0.5)
-        ax.imshow(overlay)
-        obj = (p.gt == 1).astype(np.float32)
-        if 0 < obj.sum() < obj.size:
-            ax.contour(obj, levels=[0.5], colors="yellow", linewidths=0.8)
-        for positive, color in ((True, "lime"), (False, "red")):
-            pts = np.array([(c.x, c.y) for c in p.clicks if c.positive == positive], dtype=np.float64).reshape(-1, 2)
-            ax.scatter(pts[:, 0], pts[:, 1], s=18, c=color, edgecolors="white", linewidths=0.5)
-        ax.set_title(f"{p.name}\nIoU {p.final_iou:.3f}, {len(p.clicks)} clicks", fontsize=8)
-    fig.tight_layout()
-    return _png(fig)
-
-
-def write_report(
-    run: EvalRun,
-    out_dir: str | Path,
-    dataset: str,
-    *,
-    settings: dict[str, Any] | None = None,
-    skipped: Sequence[tuple[str, str]] = (),
-) -> dict[str, Path]:
-    """Write samples.json, summary.json, report.md, miou.png and worst.png into `out_dir`.
-
-    Args:
-        run: the evaluation results.
-        out_dir: output folder (created).
-        dataset: dataset name for the table and titles.
-        settings: how the run was made (checkpoint, zoom-in, flip, …), copied into the files.
-        skipped: (file, reason) the dataset loader skipped, listed in the report.
-
-    Returns:
-        File kind → path.
-    """
-    out = Path(out_dir)
-    summary = run.summary()
-    settings = dict(settings or {})
-    files: dict[str, Path] = {}
-    files["samples"] = atomic_write(
-        out / "samples.json",
-        json.dumps({"dataset": dataset, "settings": settings, "samples": [r.to_json() for r in run.results]}),
-    )
-    summary_json = {
-        "dataset": dataset,
-        "settings": settings,
-        "n_samples": summary.n_samples,
-        "max_clicks": run.max_clicks,
-        "noc": {_pct(t): v for t, v in summary.noc.items()},
-        "nof": {_pct(t): v for t, v in summary.nof.items()},
-        "noc_boundary": {_pct(t): v for t, v in summary.noc_boundary.items()},
-        "nof_boundary": {_pct(t): v for t, v in summary.nof_boundary.items()},
-        "miou": summary.miou,
-        "mbiou": summary.mbiou,
-        "seconds_per_click": summary.seconds_per_click,
-        "wall_seconds": run.wall_seconds,
-        "skipped": [list(s) for s in skipped],
-    }
-    files["summary"] = atomic_write(out / "summary.json", json.dumps(summary_json, indent=2))
-
-    ks = [k for k in (1, 2, 3, 5, 10, 20) if k <= len(summary.miou)]
-    lines = [
-        f"# Evaluation: {dataset}",
-        "",
-        results_table(dataset, summary, run.wall_seconds),
-        "",
-        "mIoU@k: " + ", ".join(f"{k}: {summary.miou[k - 1]:.4f}" for k in ks),
-        "",
-        "mean Boundary IoU@k: " + ", ".join(f"{k}: {summary.mbiou[k - 1]:.4f}" for k in ks),
-        "",
-        f"Samples: {summary.n_samples}; max clicks: {run.max_clicks}; NoF counts samples that never reach the "
-        f"threshold; SPC counts set_image + predict time.",
-    ]
-    if settings:
-        lines += ["", "Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items())]
-    if skipped:
-        lines += ["", f"Skipped by the loader ({len(skipped)}):", ""]
-        lines += [f"- {name}: {reason}" for name, reason in skipped]
-    lines += ["", "![mIoU vs clicks](miou.png)", "", "![worst samples](worst.png)", ""]
-    files["report"] = atomic_write(out / "report.md", "\n".join(lines))
-    files["miou_plot"] = atomic_write(out / "miou.png", plot_miou(summary, f"{dataset}: score vs clicks"))
-    files["worst_plot"] = atomic_write(out / "worst.png", plot_worst(run.previews))
-    return files
-
-
-# --------------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------------
 
@@ -929,3 +466,4 @@ def run_cli(args: argparse.Namespace) -> int:
     print(f"seconds per click: {summary.seconds_per_click:.4f} s; total wall time: {run.wall_seconds:.1f} s")
     print(f"report: {files['report']}")
     return 0
+

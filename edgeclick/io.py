@@ -20,6 +20,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        with open(tmp, "rb") as f:  # data on disk before the rename makes it visible
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -27,8 +29,14 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def write_bytes_atomic(path: str | Path, data: bytes | str) -> Path:
+    """Write bytes (or UTF-8 text) to `path` atomically."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    return atomic_write(path, lambda p: p.write_bytes(payload))
+
+
 def write_text_atomic(path: str | Path, text: str) -> Path:
-    return atomic_write(path, lambda p: p.write_text(text))
+    return write_bytes_atomic(path, text)
 
 
 def write_json_atomic(path: str | Path, data: Any) -> Path:

@@ -18,23 +18,25 @@ from edgeclick.clicks import Click
 from edgeclick.data.sample import Sample
 from edgeclick.evaluate import (
     EvalRun,
-    FlipAveraged,
     SessionFactory,
-    ZoomIn,
-    atomic_write,
-    box_iou,
-    clicks_inside,
     evaluate,
     evaluate_dataset,
     evaluate_sample,
-    object_roi,
     register_cli,
-    resize_bilinear,
     run_cli,
-    wrap_predictor,
-    write_report,
 )
+from edgeclick.io import write_bytes_atomic as atomic_write
 from edgeclick.metrics import boundary_iou, iou
+from edgeclick.predictors import (
+    FlipAveraged,
+    ZoomIn,
+    box_iou,
+    clicks_inside,
+    object_roi,
+    resize_bilinear,
+    wrap_predictor,
+)
+from edgeclick.report import write_report
 
 # ---------------------------------------------------------------------------------------------------
 # Stubs (module level so spawned workers can unpickle them)
