@@ -2,24 +2,20 @@
 of the worst samples. Every file is written atomically."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # annotations only: evaluate imports this module
-    from edgeclick.evaluate import EvalRun, Preview
-
 import io
 import json
 import math
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from edgeclick.io import write_bytes_atomic
-from edgeclick.metrics import (
-    Summary,
-)
+from edgeclick.metrics import Summary
+
+if TYPE_CHECKING:  # annotations only: evaluate imports this module
+    from edgeclick.evaluate import EvalRun, Preview
 
 
 def _pct(t: float) -> str:
