@@ -114,3 +114,20 @@ def test_golden_logits_tiny(fusion: str) -> None:
     with torch.no_grad():
         out = model(golden["image"], golden["clicks"], golden["prev_mask"])[contract.LOGITS]
     torch.testing.assert_close(out, golden[contract.LOGITS], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("radius,scale", [(5.0, 1.0), (10.0, 1.0), (5.0, 0.5), (2.5, 1.0)])
+def test_click_disks_equal_naive_formula_on_random_float_clicks(radius: float, scale: float) -> None:
+    """The matmul rasteriser must equal RITM's all-pairs test bit for bit, including off-grid clicks."""
+    g = torch.Generator().manual_seed(int(radius * 10))
+    h, w = 40, 56
+    clicks = torch.cat([torch.rand(2, 24, 1, generator=g) * (w / scale + 10) - 5,
+                        torch.rand(2, 24, 1, generator=g) * (h / scale + 10) - 5,
+                        torch.randint(-1, 2, (2, 24, 1), generator=g).float()], dim=-1)
+    x, y, label = (clicks[..., i, None, None] for i in range(3))
+    rows = torch.arange(h, dtype=torch.float32).view(1, 1, h, 1)
+    cols = torch.arange(w, dtype=torch.float32).view(1, 1, 1, w)
+    inside = (rows - y * scale) ** 2 + (cols - x * scale) ** 2 <= radius**2
+    naive = torch.stack([(inside & (label == 1)).any(1), (inside & (label == 0)).any(1)], 1).float()
+    assert torch.equal(click_disks(clicks, h, w, radius, scale), naive)
+    assert naive.sum() > 0
