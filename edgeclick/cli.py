@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _optional_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
     """Subcommands that live next to the code they drive (evaluation, demo, ...)."""
     registrars = []
-    for module_name in ("edgeclick.evaluate", "edgeclick.demo"):
+    for module_name in ("edgeclick.evaluate", "edgeclick.demo", "edgeclick.train.cli", "edgeclick.export.cli",
+                        "edgeclick.runtimes.cli"):
         try:
             module = __import__(module_name, fromlist=["register_cli"])
         except ModuleNotFoundError as exc:

@@ -161,7 +161,10 @@ def tensorrt_profile(spec: TensorSpec, size: tuple[int, int], dynamic: bool) -> 
     opt = spec.resolve(*size)
     if not dynamic or not spec.dynamic:
         return opt, opt, opt
-    return spec.resolve(*DYNAMIC_MIN), opt, spec.resolve(*DYNAMIC_MAX)
+    # The bounds widen to include the export size, so min <= opt <= max always holds.
+    low = (min(DYNAMIC_MIN[0], size[0]), min(DYNAMIC_MIN[1], size[1]))
+    high = (max(DYNAMIC_MAX[0], size[0]), max(DYNAMIC_MAX[1], size[1]))
+    return spec.resolve(*low), opt, spec.resolve(*high)
 
 
 def coreml_input_type(spec: TensorSpec) -> dict[str, Any]:

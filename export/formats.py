@@ -36,6 +36,7 @@ class MissingRequirement(RuntimeError):
     def __init__(self, message: str, result: "ExportResult | None" = None) -> None:
         super().__init__(message)
         self.result = result
+        self.artifact: Path | None = None  # set by the wrapper when it kept an incomplete artifact
 
 
 class ExportValidationError(RuntimeError):
@@ -118,7 +119,9 @@ FORMATS: dict[str, Format] = {
     "trt": Format(
         name="trt",
         suffix=".engine",
-        options={"opset": 17, "workspace_gb": 4.0, "device": 0, "optimization_level": 3},
+        # Mirrors export/tensorrt.py's TensorRTOptions (which documents each and checks ranges).
+        options={"opset": 17, "workspace_gb": 4.0, "device": 0, "optimization_level": 3, "timing_cache": None,
+                 "tf32": False, "strongly_typed": True},
         precisions=PRECISIONS,
         dynamic=True,
         needs=("tensorrt>=10", "NVIDIA GPU"),

@@ -3,46 +3,45 @@
     export_tensorrt(request) → ExportResult        ("edgeclick.export.tensorrt:export_tensorrt")
 
 1. Both graphs are written as ONNX into `request.work_dir` (`export_onnx_graphs`). Precision lives in the
-   ONNX: fp16 means fp16 casts inside the graph with fp32 / uint8 I/O, which is the only way TensorRT 11
-   gets fp16 (it removed the FP16/INT8 builder flags and implicit calibration; networks are always
-   strongly typed and the builder only compiles).
+   ONNX: fp16 means fp16 tensors inside with fp32 / uint8 I/O and the click rasteriser kept fp32, which is
+   the only way TensorRT 11 gets fp16 (it removed the FP16/INT8 builder flags and implicit calibration;
+   networks are always strongly typed and the builder only compiles).
 2. `trtexec.sh` holds the exact trtexec command lines for both engines, for TensorRT 10.x and 11.x
    (`sh trtexec.sh 10` / `sh trtexec.sh 11`; the detected major version is the default).
 3. Without TensorRT >= 10 or a CUDA GPU, MissingRequirement is raised here, after 1 and 2, naming what is
    missing and the command file. No engine is faked and nothing is skipped silently.
 4. Otherwise both engines are built with the Python API (profile shapes from contract.tensorrt_profile,
    timing cache, workspace limit, version-dependent precision handling), each with a JSON sidecar
-   (runtimes/trt.py reads it), and validated against PyTorch through TensorRTBackend within
-   contract.TOLERANCES[precision].
+   (runtimes/trt.py reads it), and validated through TensorRTBackend by export/validation.py: I/O against
+   the contract, values against PyTorch within contract.TOLERANCES[precision].
 
-Precision per TensorRT major version:
-    10.x  fp16: weak typing + BuilderFlag.FP16 (trtexec --fp16) over the fp16-cast ONNX; with the option
-          strongly_typed=True: NetworkDefinitionCreationFlag.STRONGLY_TYPED (trtexec --stronglyTyped).
-          fp32: no precision flag.
-    11.x  always strongly typed (trtexec --stronglyTyped, a no-op there); no precision flags exist.
+Precision per TensorRT major version (option strongly_typed, default True):
+    11.x  always strongly typed (create_network without flags; trtexec --stronglyTyped, a no-op there).
+    10.x  strongly typed by default too: NetworkDefinitionCreationFlag.STRONGLY_TYPED / trtexec
+          --stronglyTyped, so the ONNX's fp16 casts and fp32 islands are obeyed exactly as on 11.x.
+          strongly_typed=False: weak typing, with BuilderFlag.FP16 (trtexec --fp16) for fp16 — TensorRT
+          may then pick fp16 kernels anywhere, the fp32 click rasteriser included.
     TF32 is cleared (trtexec --noTF32) unless tf32=True: fp32 parity is gated at 1e-3 and TF32 rounds
     convolution inputs to 10-bit mantissas.
 """
 from __future__ import annotations
 
-import json
+import contextlib
 import shlex
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import numpy as np
-
 from edgeclick import contract
 from edgeclick.io import write_bytes_atomic, write_json_atomic, write_text_atomic
-from edgeclick.metrics import iou
 from edgeclick.model.ritm import ClickModel
 from edgeclick.model.split import model_graph_specs
 from edgeclick.runtimes import trt as trt_runtime
 
 from .formats import ExportRequest, ExportResult, MissingRequirement
 from .onnx import export_onnx_graphs
+from .validation import TensorInfo, check_structure, check_values, validation_sizes
 
 TRTEXEC_SCRIPT = "trtexec.sh"
 TIMING_CACHE = "timing.cache"
@@ -55,45 +54,52 @@ class EngineBuildError(RuntimeError):
     """TensorRT could not parse or build a graph; the message names the graph, nodes and log errors."""
 
 
-class ParityError(RuntimeError):
-    """Engines built but their outputs differ from PyTorch beyond contract.TOLERANCES[precision]."""
-
-
 # -- options ---------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class TensorRTOptions:
-    """Options of the "trt" format (ExportRequest.options); unknown names are rejected.
+    """Options of the "trt" format (ExportRequest.options, defaults filled in by the wrapper).
 
-    workspace_mb: builder workspace pool limit in MiB (None: TensorRT's default, the device's memory).
+    opset: ONNX opset of the TensorRT-ready graphs.
+    workspace_gb: builder workspace pool limit in GiB (trtexec --memPoolSize=workspace:<MiB>M).
+    device: CUDA device index that builds and validates the engines.
+    optimization_level: builder optimisation level 0–5 (TensorRT's default 3; higher searches longer).
     timing_cache: timing cache file, loaded before and saved after each build (None: work_dir/timing.cache).
-    builder_optimization_level: 0–5, TensorRT's default 3; higher searches longer for faster kernels.
-    tf32: allow TF32 for fp32 layers (faster on Ampere+, breaks the fp32 1e-3 parity gate).
-    strongly_typed: TensorRT 10.x only: build a strongly typed network from the ONNX (as 11.x always
-        does) instead of weak typing with the FP16 flag. None: the version's default.
+    tf32: allow TF32 for fp32 layers (faster on Ampere+, but can break the fp32 parity gate of 1e-3).
+    strongly_typed: TensorRT 10.x: a strongly typed network (precision exactly as in the ONNX, as 11.x
+        always does); False: weak typing with BuilderFlag.FP16 for fp16. Ignored on 11.x.
     """
 
-    workspace_mb: int | None = None
+    opset: int = 17
+    workspace_gb: float = 4.0
+    device: int = 0
+    optimization_level: int = 3
     timing_cache: str | None = None
-    builder_optimization_level: int = 3
     tf32: bool = False
-    strongly_typed: bool | None = None
+    strongly_typed: bool = True
 
     @classmethod
-    def from_dict(cls, options: dict[str, Any]) -> "TensorRTOptions":
+    def from_dict(cls, options: dict[str, Any]) -> TensorRTOptions:
+        """Validated options; unknown names and out-of-range values are errors."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
             raise ValueError(f"unknown TensorRT export options {unknown}; known: {sorted(known)}")
         opts = cls(**options)
-        if opts.workspace_mb is not None and (not isinstance(opts.workspace_mb, int) or opts.workspace_mb <= 0):
-            raise ValueError(f"workspace_mb must be a positive integer (MiB), got {opts.workspace_mb!r}")
-        level = opts.builder_optimization_level
-        if not isinstance(level, int) or not 0 <= level <= MAX_OPTIMIZATION_LEVEL:
-            raise ValueError(f"builder_optimization_level must be an integer in 0..{MAX_OPTIMIZATION_LEVEL}, got {level!r}")
-        if not isinstance(opts.tf32, bool) or opts.strongly_typed not in (None, True, False):
-            raise ValueError("tf32 must be a bool and strongly_typed a bool or None")
+        if not isinstance(opts.workspace_gb, (int, float)) or isinstance(opts.workspace_gb, bool) or opts.workspace_gb <= 0:
+            raise ValueError(f"workspace_gb must be a positive number (GiB), got {opts.workspace_gb!r}")
+        level = opts.optimization_level
+        if not isinstance(level, int) or isinstance(level, bool) or not 0 <= level <= MAX_OPTIMIZATION_LEVEL:
+            raise ValueError(f"optimization_level must be an integer in 0..{MAX_OPTIMIZATION_LEVEL}, got {level!r}")
+        if not isinstance(opts.device, int) or opts.device < 0:
+            raise ValueError(f"device must be a CUDA device index >= 0, got {opts.device!r}")
+        if not isinstance(opts.tf32, bool) or not isinstance(opts.strongly_typed, bool):
+            raise ValueError("tf32 and strongly_typed must be booleans")
         return opts
+
+    @property
+    def workspace_mib(self) -> int:
+        return max(1, round(self.workspace_gb * 1024))
 
     def cache_file(self, work_dir: Path) -> Path:
         return Path(self.timing_cache) if self.timing_cache else work_dir / TIMING_CACHE
@@ -124,18 +130,15 @@ class PrecisionMode:
         return ["--stronglyTyped"] if self.strongly_typed else []
 
 
-def precision_mode(major: int, precision: str, strongly_typed: bool | None = None) -> PrecisionMode:
+def precision_mode(major: int, precision: str, strongly_typed: bool = True) -> PrecisionMode:
     """The builder settings that give `precision` on TensorRT `major` (the ONNX already carries it)."""
     if precision not in PRECISIONS:
         raise ValueError(f"TensorRT export precision must be one of {PRECISIONS}, got {precision!r} "
                          "(int8 engines are built from Q/DQ ONNX by the calibration step)")
     if major >= 11:
-        if strongly_typed is False:
-            raise ValueError("TensorRT 11 networks are always strongly typed; drop strongly_typed=False")
         return PrecisionMode(major, True, False, False)
     if major == 10:
-        strong = bool(strongly_typed)
-        return PrecisionMode(major, strong, strong, precision == "fp16" and not strong)
+        return PrecisionMode(major, strongly_typed, strongly_typed, precision == "fp16" and not strongly_typed)
     raise ValueError(f"TensorRT {major}.x is not supported; edgeclick needs TensorRT >= {trt_runtime.MIN_TENSORRT_MAJOR}")
 
 
@@ -199,38 +202,35 @@ def trtexec_command(plan: EnginePlan, mode: PrecisionMode, opts: TensorRTOptions
             f"--minShapes={_shapes(plan.profile, 0)}", f"--optShapes={_shapes(plan.profile, 1)}",
             f"--maxShapes={_shapes(plan.profile, 2)}",
             f"--timingCacheFile={_relative(opts.cache_file(work_dir), work_dir)}",
-            f"--builderOptimizationLevel={opts.builder_optimization_level}"]
-    if opts.workspace_mb is not None:
-        argv.append(f"--memPoolSize=workspace:{opts.workspace_mb}M")
+            f"--builderOptimizationLevel={opts.optimization_level}",
+            f"--memPoolSize=workspace:{opts.workspace_mib}M"]
     if not opts.tf32:
         argv.append("--noTF32")
     return argv + mode.trtexec_flags()
 
 
-_MAJOR_NOTES = {
-    10: "TensorRT 10.x: {typing}",
-    11: "TensorRT 11.x: always strongly typed; precision comes from the ONNX (--fp16 no longer exists)",
-}
+def _major_note(mode: PrecisionMode, precision: str) -> str:
+    if mode.major >= 11:
+        return "TensorRT 11.x: always strongly typed; precision comes from the ONNX (--fp16 no longer exists)"
+    if mode.strongly_typed:
+        note = "TensorRT 10.x: strongly typed network, precision exactly as in the ONNX (as on 11.x)"
+        return note + ("; the weak-typing alternative replaces --stronglyTyped with --fp16" if precision == "fp16" else "")
+    return ("TensorRT 10.x: weak typing; --fp16 lets TensorRT pick fp16 kernels anywhere" if mode.fp16_flag
+            else "TensorRT 10.x: weak typing, fp32")
 
 
 def trtexec_script(plans: dict[str, EnginePlan], precision: str, opts: TensorRTOptions, work_dir: Path,
                    detected_major: int | None, header: list[str]) -> str:
     """A POSIX sh script with both TensorRT majors' command lines, selected by its first argument."""
-    mode10 = precision_mode(10, precision, opts.strongly_typed)
-    typing10 = ("strongly typed network (--stronglyTyped), precision from the ONNX" if mode10.strongly_typed else
-                "weak typing; --fp16 lets TensorRT pick fp16 kernels next to the ONNX's own casts"
-                if mode10.fp16_flag else "fp32, no precision flag")
     default = str(detected_major) if detected_major in SUPPORTED_MAJORS else ""
     lines = ["#!/bin/sh", *(f"# {line}" for line in header),
-             f"# Usage: sh {TRTEXEC_SCRIPT} 10|11   (the TensorRT major version: trtexec prints it; "
-             "python3 -c 'import tensorrt; print(tensorrt.__version__)')",
+             (f"# Usage: sh {TRTEXEC_SCRIPT} 10|11   (the TensorRT major version: trtexec prints it; "
+              "python3 -c 'import tensorrt; print(tensorrt.__version__)')"),
              f"# Default here: {default or 'none (TensorRT was not found when this was written)'}.",
              "set -eu", 'cd "$(dirname "$0")"', f'case "${{1:-{default}}}" in']
     for major in SUPPORTED_MAJORS:
-        if major == 11 and opts.strongly_typed is False:
-            continue
         mode = precision_mode(major, precision, opts.strongly_typed)
-        lines += [f"  {major})", f"    # {_MAJOR_NOTES[major].format(typing=typing10)}"]
+        lines += [f"  {major})", f"    # {_major_note(mode, precision)}"]
         lines += [f"    {shlex.join(trtexec_command(plan, mode, opts, work_dir))}" for plan in plans.values()]
         lines.append("    ;;")
     lines += ["  *)", f'    echo "usage: sh {TRTEXEC_SCRIPT} 10|11 (TensorRT major version)" >&2', "    exit 2",
@@ -271,7 +271,7 @@ def _check_network(network: Any, plan: EnginePlan, spec: contract.GraphSpec, dyn
     return flexible
 
 
-def _attach_timing_cache(trt: ModuleType, config: Any, path: Path) -> bool:
+def _attach_timing_cache(config: Any, path: Path) -> bool:
     """Load the timing cache file into `config` (an empty cache when absent or stale); True if reused."""
     blob = path.read_bytes() if path.is_file() else b""
     cache = config.create_timing_cache(blob)
@@ -297,9 +297,8 @@ def build_engine(trt: ModuleType, plan: EnginePlan, spec: contract.GraphSpec, mo
     flexible = _check_network(network, plan, spec, dynamic)
 
     config = builder.create_builder_config()
-    if opts.workspace_mb is not None:
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, opts.workspace_mb << 20)
-    config.builder_optimization_level = opts.builder_optimization_level
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, opts.workspace_mib << 20)
+    config.builder_optimization_level = opts.optimization_level
     set_flags = []
     if mode.fp16_flag:
         config.set_flag(trt.BuilderFlag.FP16)
@@ -311,7 +310,7 @@ def build_engine(trt: ModuleType, plan: EnginePlan, spec: contract.GraphSpec, mo
         for name in flexible:
             profile.set_shape(name, *plan.profile[name])
         config.add_optimization_profile(profile)
-    reused = _attach_timing_cache(trt, config, cache_file)
+    reused = _attach_timing_cache(config, cache_file)
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -320,8 +319,9 @@ def build_engine(trt: ModuleType, plan: EnginePlan, spec: contract.GraphSpec, mo
     write_bytes_atomic(plan.engine, bytes(memoryview(serialized)))
     write_bytes_atomic(cache_file, bytes(memoryview(config.get_timing_cache().serialize())))
     return {"strongly_typed": mode.strongly_typed, "flags": set_flags, "tf32": opts.tf32,
-            "workspace_mb": opts.workspace_mb, "builder_optimization_level": opts.builder_optimization_level,
-            "timing_cache": str(cache_file), "timing_cache_reused": reused, "profile_inputs": flexible}
+            "workspace_mib": opts.workspace_mib, "optimization_level": opts.optimization_level,
+            "timing_cache": _relative(cache_file, plan.engine.parent), "timing_cache_reused": reused,
+            "profile_inputs": flexible}
 
 
 def sidecar(model: ClickModel, plan: EnginePlan, request: ExportRequest, trt_version: str, gpu: str,
@@ -344,142 +344,120 @@ def sidecar(model: ClickModel, plan: EnginePlan, request: ExportRequest, trt_ver
 
 
 def build_engines(trt: ModuleType, request: ExportRequest, plans: dict[str, EnginePlan],
-                  opts: TensorRTOptions, device: int = 0) -> dict[str, Path]:
-    """Build both engines and write their sidecars; return {file name: path}."""
+                  opts: TensorRTOptions) -> dict[str, Path]:
+    """Build both engines and write their sidecars.
+
+    Returns {contract.ENCODER / contract.DECODER: engine, sidecar file name: sidecar, cache name: cache}.
+    """
     import torch
 
     version = str(trt.__version__)
     mode = precision_mode(trt_runtime.tensorrt_major(version), request.precision, opts.strongly_typed)
     specs = model_graph_specs(request.model)
-    gpu = torch.cuda.get_device_name(device)
-    cache_file = opts.cache_file(request.work_dir)
+    gpu = torch.cuda.get_device_name(opts.device)
+    cache_file = opts.cache_file(Path(request.work_dir))
     files: dict[str, Path] = {}
-    for graph, plan in plans.items():
-        settings = build_engine(trt, plan, specs[graph], mode, opts, cache_file, request.dynamic)
-        meta = sidecar(request.model, plan, request, version, gpu, settings)
-        side = write_json_atomic(trt_runtime.sidecar_path(plan.engine), meta)
-        files[plan.engine.name], files[side.name] = plan.engine, side
+    scope = torch.cuda.device(opts.device) if torch.cuda.is_available() else contextlib.nullcontext()
+    with scope:
+        for graph, plan in plans.items():
+            settings = build_engine(trt, plan, specs[graph], mode, opts, cache_file, request.dynamic)
+            meta = sidecar(request.model, plan, request, version, gpu, settings)
+            side = write_json_atomic(trt_runtime.sidecar_path(plan.engine), meta)
+            files[graph], files[side.name] = plan.engine, side
     files[cache_file.name] = cache_file
     return files
 
 
 # -- validation ------------------------------------------------------------------------------------------
 
-def parity_inputs(size: tuple[int, int], seed: int = 0) -> tuple[np.ndarray, list[np.ndarray]]:
-    """A structured uint8 image 1×H×W×3 and click rows 1×N×3 for 1, 2 and 3 clicks."""
-    h, w = size
-    rng = np.random.default_rng(seed)
-    image = rng.integers(0, 120, size=(1, h, w, 3), dtype=np.uint8)
-    image[:, h // 4: 3 * h // 4, w // 4: 3 * w // 4] = 220
-    points = [(w / 2, h / 2, contract.LABEL_POSITIVE), (w / 8, h / 8, contract.LABEL_NEGATIVE),
-              (w / 3, h / 2, contract.LABEL_POSITIVE)]
-    rows = []
-    for k in range(1, len(points) + 1):
-        r = np.full((1, contract.NUM_CLICKS, 3), contract.LABEL_PADDING, dtype=np.float32)
-        r[0, :k] = np.array(points[:k], dtype=np.float32)
-        rows.append(r)
-    return image, rows
+def _within_profile(size: tuple[int, int]) -> bool:
+    return all(lo <= v <= hi for lo, v, hi in zip(contract.DYNAMIC_MIN, size, contract.DYNAMIC_MAX))
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -80.0, 80.0)))
-
-
-def compare_backends(reference: Any, candidate: Any, size: tuple[int, int], precision: str) -> dict[str, Any]:
-    """Click-session parity of `candidate` vs `reference` (both Backends): each click's logits and mask IoU.
-
-    Both decoders see the same inputs (the reference's previous mask), so the numbers are per step.
-    """
-    tol = contract.TOLERANCES[precision]
-    image, click_rows = parity_inputs(size)
-    ref_feats = reference.run(contract.ENCODER, {contract.IMAGE: image})
-    cand_feats = candidate.run(contract.ENCODER, {contract.IMAGE: image})
-    feature_diff = {k: float(np.max(np.abs(ref_feats[k] - cand_feats[k]))) for k in ref_feats}
-    prev = np.zeros((1, 1, *size), dtype=np.float32)
-    max_abs, ious = 0.0, []
-    for rows in click_rows:
-        ref = reference.run(contract.DECODER, {**ref_feats, contract.CLICKS: rows, contract.PREV_MASK: prev})[contract.LOGITS]
-        cand = candidate.run(contract.DECODER, {**cand_feats, contract.CLICKS: rows, contract.PREV_MASK: prev})[contract.LOGITS]
-        max_abs = max(max_abs, float(np.max(np.abs(ref - cand))))
-        ref_mask = (_sigmoid(ref) > contract.PROB_THRESHOLD)[0, 0]
-        ious.append(iou(_sigmoid(cand)[0, 0] > contract.PROB_THRESHOLD, ref_mask.astype(np.int8)))
-        prev = _sigmoid(ref).astype(np.float32)
-    passed = (max_abs <= tol.max_abs_logit and min(ious) >= tol.min_mask_iou_per_click
-              and float(np.mean(ious)) >= tol.min_mean_mask_iou)
-    return {"precision": precision, "size": list(size), "max_abs_logit": max_abs, "mask_iou_per_click": ious,
-            "mean_mask_iou": float(np.mean(ious)), "encoder_max_abs": feature_diff,
-            "tolerance": {"max_abs_logit": tol.max_abs_logit, "min_mask_iou_per_click": tol.min_mask_iou_per_click,
-                          "min_mean_mask_iou": tol.min_mean_mask_iou}, "passed": passed}
-
-
-def validate_engines(request: ExportRequest, device: int = 0) -> dict[str, Any]:
-    """Run the built engines through TensorRTBackend against TorchBackend; ParityError when out of tolerance."""
-    from edgeclick.runtimes.torch_ref import TorchBackend
-
-    candidate = trt_runtime.TensorRTBackend(request.work_dir, device=device)
-    reference = TorchBackend(request.model, input_size=request.size)
-    sizes = [request.size]
-    if request.dynamic:  # one more size inside the profile, to exercise set_input_shape
-        other = (request.size[0] + contract.PAD_MULTIPLE, request.size[1])
-        if other[0] <= contract.DYNAMIC_MAX[0]:
-            sizes.append(other)
-    reports = [compare_backends(reference, candidate, size, request.precision) for size in sizes]
-    result = {"backend": candidate.name, "tensorrt_version": candidate.tensorrt_version, "checks": reports,
-              "passed": all(r["passed"] for r in reports)}
-    if not result["passed"]:
-        raise ParityError(f"TensorRT engines differ from PyTorch beyond the {request.precision} tolerance: "
-                          + json.dumps(reports))
-    return result
+def validate_engines(request: ExportRequest, opts: TensorRTOptions) -> dict[str, Any]:
+    """Engines through TensorRTBackend: I/O against the contract, then values against PyTorch
+    (export/validation.py; ExportValidationError when out of contract.TOLERANCES[precision])."""
+    backend = trt_runtime.TensorRTBackend(request.work_dir, device=opts.device)
+    io = {graph: tuple([TensorInfo(*t) for t in part] for part in backend.io(graph))
+          for graph in (contract.ENCODER, contract.DECODER)}
+    structure = check_structure(request.model, io, request.size, request.dynamic)  # type: ignore[arg-type]
+    sizes = [s for s in validation_sizes(request.size, request.dynamic) if s == request.size or _within_profile(s)]
+    values = check_values(request.model, backend.run, request.precision, sizes)
+    return {"backend": backend.name, "tensorrt_version": backend.tensorrt_version, "structure": structure,
+            **values}
 
 
 # -- entry point -----------------------------------------------------------------------------------------
 
 def _header(request: ExportRequest, detected: str | None) -> list[str]:
     cfg = request.model.config
-    return [f"edgeclick TensorRT engines: contract {contract.CONTRACT_VERSION} ({contract.contract_hash()[:12]}), "
-            f"model {cfg.arch}/{cfg.fusion}{' + conv adapter' if cfg.adapter else ''}, checkpoint {request.checkpoint}",
-            f"input {request.size[0]}x{request.size[1]} (H x W), {'dynamic H/W within the profile' if request.dynamic else 'static shapes'}, "
-            f"precision {request.precision}"
+    return [(f"edgeclick TensorRT engines: contract {contract.CONTRACT_VERSION} ({contract.contract_hash()[:12]}), "
+             f"model {cfg.arch}/{cfg.fusion}{' + conv adapter' if cfg.adapter else ''}, checkpoint {request.checkpoint}"),
+            f"input {request.size[0]}x{request.size[1]} (H x W), "
+            f"{'dynamic H/W within the profile' if request.dynamic else 'static shapes'}, precision {request.precision}"
             + (" (fp16 casts inside the ONNX, fp32/uint8 I/O)" if request.precision == "fp16" else ""),
             f"TensorRT found when written: {detected or 'none'}"]
 
 
+def _tools(trt_version: str | None) -> dict[str, str]:
+    import onnx
+    import torch
+
+    tools = {"torch": torch.__version__, "onnx": onnx.__version__}
+    if trt_version:
+        tools["tensorrt"] = trt_version
+    return tools
+
+
 def export_tensorrt(request: ExportRequest) -> ExportResult:
-    """ONNX + trtexec.sh always; engines + sidecars + parity when TensorRT >= 10 and a CUDA GPU are present."""
+    """ONNX + trtexec.sh always; engines + sidecars + validation when TensorRT >= 10 and a CUDA GPU are present.
+
+    files: contract.ENCODER / contract.DECODER → the engines; other entries by file name (the ONNX graphs,
+    the engines' JSON sidecars, trtexec.sh, the timing cache).
+    """
     opts = TensorRTOptions.from_dict(dict(request.options))
     contract.check_size(*request.size)
-    precision_mode(10, request.precision, opts.strongly_typed)  # reject int8 / bad combinations up front
-    work_dir = Path(request.work_dir)
+    precision_mode(10, request.precision, opts.strongly_typed)  # reject int8 up front
+    # Absolute paths throughout: the manifest reads relative paths as relative to the artifact root.
+    request = replace(request, work_dir=Path(request.work_dir).resolve())
+    work_dir = request.work_dir
     work_dir.mkdir(parents=True, exist_ok=True)
-    specs = model_graph_specs(request.model)
     size = (int(request.size[0]), int(request.size[1]))
+    specs = model_graph_specs(request.model)
     profiles = graph_profiles(specs, size, request.dynamic)  # impossible profiles fail before the ONNX export
 
-    onnx_paths = export_onnx_graphs(request.model, size, work_dir, precision=request.precision, dynamic=request.dynamic)
+    onnx_paths = export_onnx_graphs(request.model, size, work_dir, precision=request.precision,
+                                    dynamic=request.dynamic, opset=opts.opset)
     plans = engine_plans(profiles, onnx_paths, work_dir)
-    trt, missing = trt_runtime.probe_tensorrt()
+    trt, missing = trt_runtime.probe_tensorrt(opts.device)
     detected = str(trt.__version__) if trt is not None and hasattr(trt, "__version__") else None
     major = trt_runtime.tensorrt_major(detected) if detected else None
     script = write_text_atomic(work_dir / TRTEXEC_SCRIPT,
                                trtexec_script(plans, request.precision, opts, work_dir, major, _header(request, detected)))
     script.chmod(0o755)
-    files: dict[str, Path] = {p.name: p for p in onnx_paths.values()}
+    files: dict[str, Path] = {Path(p).name: Path(p) for p in onnx_paths.values()}
     files[script.name] = script
-    if missing or trt is None:
-        raise MissingRequirement(
-            "TensorRT engines were not built: missing " + "; ".join(missing) + ". "
-            f"The TensorRT-ready ONNX graphs ({', '.join(sorted(p.name for p in onnx_paths.values()))}) and the exact "
-            f"trtexec command lines ({script}) are in {work_dir}; on a machine with TensorRT 10.x or 11.x and an "
-            f"NVIDIA GPU run `sh {script} 10` or `sh {script} 11`.")
-    files.update(build_engines(trt, request, plans, opts))
-    validation = validate_engines(request)
-    metadata = {
+    metadata: dict[str, Any] = {
+        "tools": _tools(detected),
         contract.META_CONTRACT_VERSION: contract.CONTRACT_VERSION,
         contract.META_CONTRACT_HASH: contract.contract_hash(),
-        contract.META_MODEL_CONFIG: request.model.config.to_dict(),
-        trt_runtime.SIDECAR_TENSORRT_VERSION: detected,
         trt_runtime.SIDECAR_PRECISION: request.precision,
         trt_runtime.SIDECAR_DYNAMIC: request.dynamic,
+        trt_runtime.SIDECAR_PROFILE: {g: {n: [list(s) for s in p] for n, p in prof.items()} for g, prof in profiles.items()},
         "options": {f.name: getattr(opts, f.name) for f in fields(opts)},
+        "build_commands": script.name,
     }
-    return ExportResult(files=files, metadata=metadata, validation=validation)
+    if missing or trt is None:
+        message = ("TensorRT engines were not built: missing " + "; ".join(missing) + ". "
+                   f"The TensorRT-ready ONNX graphs ({', '.join(sorted(Path(p).name for p in onnx_paths.values()))}) "
+                   f"and the exact trtexec command lines ({script.name}) are in the artifact directory (staged in "
+                   f"{work_dir}); there, on a machine with TensorRT 10.x or 11.x and an NVIDIA GPU, run "
+                   f"`sh {script.name} 10` or `sh {script.name} 11`.")
+        raise MissingRequirement(message, result=ExportResult(files=files, metadata=metadata,
+                                                              validation={"passed": False, "reason": message}))
+    built = build_engines(trt, request, plans, opts)
+    files.update(built)
+    import torch
+
+    metadata[trt_runtime.SIDECAR_GPU] = torch.cuda.get_device_name(opts.device)
+    return ExportResult(files=files, metadata=metadata, validation=validate_engines(request, opts))

@@ -89,6 +89,9 @@ class ClickParity:
         mask_iou: IoU of the two masks thresholded at contract.PROB_THRESHOLD, at the image's size.
         boundary_iou: Boundary IoU of the same two masks.
         reference_iou / candidate_iou: each mask's IoU with the ground truth.
+        reference_logit_absmax: max |logit| of the reference (the scale |Δlogit| is read against).
+        reference_area: fraction of the image's pixels in the reference mask (0 or 1: the mask IoU is
+            trivially perfect when both sides agree on an empty or full mask, as untrained models give).
     """
 
     sample: str
@@ -102,6 +105,8 @@ class ClickParity:
     boundary_iou: float
     reference_iou: float
     candidate_iou: float
+    reference_logit_absmax: float
+    reference_area: float
 
     @property
     def where(self) -> str:
@@ -251,6 +256,9 @@ class ParityReport:
                 mean_mask_iou=float(np.mean([c.mask_iou for c in clicks])),
                 min_boundary_iou=float(min(c.boundary_iou for c in clicks)),
                 mean_boundary_iou=float(np.mean([c.boundary_iou for c in clicks])),
+                reference_logit_absmax=float(max(c.reference_logit_absmax for c in clicks)),
+                mean_reference_area=float(np.mean([c.reference_area for c in clicks])),
+                trivial_masks=sum(c.reference_area in (0.0, 1.0) for c in clicks),
             )
         for t in NOC_THRESHOLDS:
             key = _pct(t)
@@ -305,7 +313,7 @@ class ParityReport:
                                       "difference": s.noc_difference(t)} for t in NOC_THRESHOLDS},
                     "reference_ious": s.reference_ious,
                     "candidate_ious": s.candidate_ious,
-                    "clicks": [asdict(c) for c in s.clicks],
+                    "per_click": [asdict(c) for c in s.clicks],
                 }
                 for s in self.samples
             ],
@@ -387,6 +395,7 @@ def _sample_parity(
             max_abs_logit=float(abs_logit.max()), mean_abs_logit=float(abs_logit.mean()),
             mask_iou=iou(cand_pred, ref_as_gt), boundary_iou=boundary_iou(cand_pred, ref_as_gt),
             reference_iou=iou(ref_pred, gt), candidate_iou=iou(cand_pred, gt),
+            reference_logit_absmax=float(np.abs(ref_rec.last_logits).max()), reference_area=float(ref_pred.mean()),
         )
         records.append(record)
         here = Disagreement(sample.name, k, record.mask_iou, record.max_abs_logit, sample.image, ref_pred,
@@ -496,13 +505,15 @@ def plot_disagreement(worst: Disagreement | None, title: str = "") -> bytes:
             pts = np.array([(k.x, k.y) for k in worst.clicks if k.positive == positive], dtype=np.float64).reshape(-1, 2)
             ax.scatter(pts[:, 0], pts[:, 1], s=18, c=c, edgecolors="white", linewidths=0.5)
         ax.set_title(f"{name} mask", fontsize=9)
-    diff = np.full((*worst.reference_mask.shape, 3), 255, dtype=np.uint8)
-    diff[worst.reference_mask & worst.candidate_mask] = (200, 200, 200)
+    # A faded gray copy of the image under the difference keeps a small disagreement locatable.
+    gray = worst.image.astype(np.float32).mean(axis=2, keepdims=True)
+    diff = np.repeat(150 + gray * (80 / 255), 3, axis=2).astype(np.uint8)
+    diff[worst.reference_mask & worst.candidate_mask] = (120, 120, 120)
     diff[worst.reference_mask & ~worst.candidate_mask] = (30, 90, 255)  # PyTorch only
     diff[~worst.reference_mask & worst.candidate_mask] = (255, 120, 0)  # exported only
     axes[2].imshow(diff)
     n_diff = int(np.count_nonzero(worst.reference_mask ^ worst.candidate_mask))
-    axes[2].set_title(f"difference: {n_diff} px (blue PyTorch only, orange exported only)", fontsize=8)
+    axes[2].set_title(f"difference: {n_diff} px\nblue PyTorch only, orange exported only", fontsize=8)
     im = axes[3].imshow(worst.abs_logit, cmap="magma")
     fig.colorbar(im, ax=axes[3], fraction=0.046, pad=0.04)
     axes[3].set_title("|Δlogit| (model input, padding cropped)", fontsize=8)
@@ -541,10 +552,15 @@ def _markdown(report: ParityReport) -> str:
             "",
             "## Summary",
             "",
-            f"- max |Δlogit| {s['max_abs_logit']:.6g}, mean |Δlogit| {s['mean_abs_logit']:.6g}",
+            f"- max |Δlogit| {s['max_abs_logit']:.6g}, mean |Δlogit| {s['mean_abs_logit']:.6g} "
+            f"(max |PyTorch logit| {s['reference_logit_absmax']:.4g})",
             f"- mask IoU: mean {s['mean_mask_iou']:.6f}, min {s['min_mask_iou']:.6f}",
             f"- Boundary IoU: mean {s['mean_boundary_iou']:.6f}, min {s['min_boundary_iou']:.6f}",
         ]
+        lines.append(f"- PyTorch mask covers {100 * s['mean_reference_area']:.1f}% of the image on average")
+        if s["trivial_masks"]:
+            lines.append(f"- **{s['trivial_masks']} of {s['n_clicks']} clicks have an empty or full PyTorch mask**: there the "
+                         "mask IoU is trivially 1 when both agree (an untrained model?), so |Δlogit| is the telling number")
         for t in NOC_THRESHOLDS:
             k = _pct(t)
             lines.append(f"- NoC@{k}: PyTorch {s[f'noc{k}_reference']:.2f}, exported {s[f'noc{k}_candidate']:.2f}, "

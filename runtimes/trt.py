@@ -255,6 +255,18 @@ class TensorRTBackend:
                 return ", ".join(f"{'in' if d[0] else 'out'} {n}:{d[1]}" for n, d in sorted(io.items()))
             raise ArtifactError(f"{path}: engine I/O [{show(found)}] differs from the contract's [{show(expected)}]")
 
+    def io(self, graph: str) -> tuple[list[tuple[str, str, tuple[int | None, ...]]], list[tuple[str, str, tuple[int | None, ...]]]]:
+        """(inputs, outputs) of a graph's engine as (name, numpy dtype name, shape), in engine order;
+        dynamic axes are None. Fits export/validation.py's TensorInfo."""
+        trt, engine = self._trt, self._graphs[graph].engine
+        inputs, outputs = [], []
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            shape = tuple(None if int(d) < 0 else int(d) for d in engine.get_tensor_shape(name))
+            entry = (name, np.dtype(trt.nptype(engine.get_tensor_dtype(name))).name, shape)
+            (inputs if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else outputs).append(entry)
+        return inputs, outputs
+
     def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run `graph` on numpy feeds (contract names, dtypes, shapes); outputs as numpy by contract name."""
         torch = self._torch

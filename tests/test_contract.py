@@ -53,6 +53,8 @@ def test_tensorrt_profiles() -> None:
     assert static == ((1, 640, 960, 3),) * 3
     lo, opt, hi = contract.tensorrt_profile(contract.IMAGE_SPEC, (640, 960), dynamic=True)
     assert lo == (1, *contract.DYNAMIC_MIN, 3) and opt == (1, 640, 960, 3) and hi == (1, *contract.DYNAMIC_MAX, 3)
+    small = contract.tensorrt_profile(contract.IMAGE_SPEC, (64, 96), dynamic=True)
+    assert small[0] == (1, 64, 96, 3) and small[2] == (1, *contract.DYNAMIC_MAX, 3)  # min never exceeds opt
     clicks = contract.tensorrt_profile(contract.CLICKS_SPEC, (640, 960), dynamic=True)
     assert clicks[0] == clicks[2]  # N is never dynamic
 

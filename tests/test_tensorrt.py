@@ -15,12 +15,13 @@ engines and running them against PyTorch.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import shlex
+import shutil
 import sys
 import types
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,16 +30,16 @@ import pytest
 import torch
 
 from edgeclick import contract
-from edgeclick.model import create_model, save_checkpoint
+from edgeclick.export import formats
+from edgeclick.export import tensorrt as trt_export
+from edgeclick.model import create_model
+from edgeclick.model.checkpoint import save_checkpoint
 from edgeclick.model.ritm import ClickModel
 from edgeclick.model.split import model_graph_specs
 from edgeclick.runtimes import trt as trt_runtime
 from edgeclick.runtimes.backend import ContractMismatch
 
 from .helpers import randomize_
-
-formats = pytest.importorskip("edgeclick.export.formats", reason="export/formats.py (ExportRequest) not written yet")
-trt_export = pytest.importorskip("edgeclick.export.tensorrt", reason="export/onnx.py not written yet")
 
 SMALL = (64, 96)
 DYNAMIC_SIZE = (320, 352)  # inside [contract.DYNAMIC_MIN, contract.DYNAMIC_MAX]
@@ -100,17 +101,21 @@ def onnx_inputs(path: Path) -> dict[str, tuple[int | str, ...]]:
 
 # -- without TensorRT: ONNX + trtexec.sh, then MissingRequirement ----------------------------------------
 
-@pytest.mark.parametrize("fusion,precision", [("late", "fp32"), ("early", "fp16")])
+@pytest.mark.parametrize("fusion,precision,strong", [("late", "fp32", True), ("early", "fp16", True),
+                                                     ("late", "fp16", False)])
 def test_export_without_tensorrt_leaves_onnx_and_commands(tmp_path: Path, no_tensorrt: None, fusion: str,
-                                                          precision: str) -> None:
-    request = make_request(tmp_path, fusion=fusion, precision=precision)
+                                                          precision: str, strong: bool) -> None:
+    request = make_request(tmp_path, fusion=fusion, precision=precision, options={"strongly_typed": strong})
     with pytest.raises(formats.MissingRequirement) as info:
         trt_export.export_tensorrt(request)
     message = str(info.value)
     script = request.work_dir / trt_export.TRTEXEC_SCRIPT
     assert "`tensorrt` Python package" in message and "CUDA GPU" in message
-    assert str(script) in message
+    assert f"sh {trt_export.TRTEXEC_SCRIPT} 10" in message and str(request.work_dir.resolve()) in message
     assert not list(request.work_dir.glob("*.engine"))  # never a fake engine
+    assert info.value.result is not None
+    assert set(info.value.result.files) == {f"{contract.ENCODER}.onnx", f"{contract.DECODER}.onnx", trt_export.TRTEXEC_SCRIPT}
+    assert all(p.is_file() for p in info.value.result.files.values())
 
     specs = model_graph_specs(request.model)
     blocks = parse_script(script.read_text())
@@ -128,15 +133,15 @@ def test_export_without_tensorrt_leaves_onnx_and_commands(tmp_path: Path, no_ten
             assert flag(argv, "timingCacheFile") == trt_export.TIMING_CACHE
             assert "--noTF32" in argv
             if major == "10":
-                assert ("--fp16" in argv) == (precision == "fp16")
-                assert "--stronglyTyped" not in argv
+                assert ("--fp16" in argv) == (precision == "fp16" and not strong)
+                assert ("--stronglyTyped" in argv) == strong
             else:
                 assert "--fp16" not in argv and "--stronglyTyped" in argv
 
 
 def test_dynamic_commands_use_contract_bounds(tmp_path: Path, no_tensorrt: None) -> None:
     request = make_request(tmp_path, fusion="late", adapter="conv", size=DYNAMIC_SIZE, dynamic=True,
-                           options={"workspace_mb": 512, "builder_optimization_level": 4, "tf32": True})
+                           options={"workspace_gb": 0.5, "optimization_level": 4, "tf32": True})
     with pytest.raises(formats.MissingRequirement):
         trt_export.export_tensorrt(request)
     specs = model_graph_specs(request.model)
@@ -161,37 +166,40 @@ def test_dynamic_export_outside_contract_bounds_is_refused_early(tmp_path: Path,
     assert not list(request.work_dir.glob("*.onnx"))
 
 
-@pytest.mark.parametrize("options,precision,match", [({"fp16": True}, "fp32", "unknown TensorRT export options"),
-                                                     ({"builder_optimization_level": 9}, "fp32", "0..5"),
-                                                     ({"workspace_mb": 0}, "fp32", "workspace_mb"),
-                                                     ({}, "int8", "Q/DQ")])
-def test_bad_options_are_rejected(tmp_path: Path, no_tensorrt: None, options: dict[str, Any], precision: str,
-                                  match: str) -> None:
-    request = make_request(tmp_path, precision=precision, options=options)
+@pytest.mark.parametrize("options,match", [({"fp16": True}, "unknown TensorRT export options"),
+                                           ({"optimization_level": 9}, "0..5"),
+                                           ({"workspace_gb": 0}, "workspace_gb"),
+                                           ({"strongly_typed": "yes"}, "booleans")])
+def test_bad_options_are_rejected(tmp_path: Path, no_tensorrt: None, options: dict[str, Any], match: str) -> None:
+    request = make_request(tmp_path, options=options)
     with pytest.raises(ValueError, match=match):
         trt_export.export_tensorrt(request)
+    assert not list(request.work_dir.glob("*.onnx"))
 
 
 def test_option_table() -> None:
-    assert trt_export.OPTIONS == {"workspace_mb": None, "timing_cache": None, "builder_optimization_level": 3,
-                                  "tf32": False, "strongly_typed": None}
+    assert trt_export.OPTIONS == {"opset": 17, "workspace_gb": 4.0, "device": 0, "optimization_level": 3,
+                                  "timing_cache": None, "tf32": False, "strongly_typed": True}
+    table = formats.FORMATS["trt"].options  # every option the format table lists is one the exporter takes
+    assert {k: trt_export.OPTIONS[k] for k in table} == table
 
 
 @pytest.mark.parametrize("major,precision,strong,expected", [
-    (10, "fp32", None, (False, False, False, [])),
-    (10, "fp16", None, (False, False, True, ["--fp16"])),
+    (10, "fp32", True, (True, True, False, ["--stronglyTyped"])),
     (10, "fp16", True, (True, True, False, ["--stronglyTyped"])),
-    (11, "fp16", None, (True, False, False, ["--stronglyTyped"])),
-    (11, "fp32", True, (True, False, False, ["--stronglyTyped"])),
+    (10, "fp32", False, (False, False, False, [])),
+    (10, "fp16", False, (False, False, True, ["--fp16"])),
+    (11, "fp16", True, (True, False, False, ["--stronglyTyped"])),
+    (11, "fp16", False, (True, False, False, ["--stronglyTyped"])),  # 11.x has no weak typing
 ])
-def test_precision_mode_per_major(major: int, precision: str, strong: bool | None, expected: tuple) -> None:
+def test_precision_mode_per_major(major: int, precision: str, strong: bool, expected: tuple) -> None:
     mode = trt_export.precision_mode(major, precision, strong)
     assert (mode.strongly_typed, mode.network_flag_strongly_typed, mode.fp16_flag, mode.trtexec_flags()) == expected
 
 
 def test_precision_mode_refusals() -> None:
-    with pytest.raises(ValueError, match="always strongly typed"):
-        trt_export.precision_mode(11, "fp16", False)
+    with pytest.raises(ValueError, match="Q/DQ"):
+        trt_export.precision_mode(10, "int8")
     with pytest.raises(ValueError, match=">= 10"):
         trt_export.precision_mode(8, "fp32")
 
@@ -264,7 +272,7 @@ def make_recorder(version: str, *, parse_error: RecorderParserError | None = Non
 
     mod.ILogger = ILogger  # type: ignore[attr-defined]
     mod.NetworkDefinitionCreationFlag = Enum(STRONGLY_TYPED=1 if major == 10 else 0)  # no EXPLICIT_BATCH on purpose
-    flags = dict(TF32=6, DEBUG=2)
+    flags = {"TF32": 6, "DEBUG": 2}
     if major == 10:
         flags["FP16"] = 0  # removed in 11: the builder must never touch it there
     mod.BuilderFlag = Enum(**flags)
@@ -281,7 +289,9 @@ def make_recorder(version: str, *, parse_error: RecorderParserError | None = Non
                 return False
             model = onnx.load(path, load_external_data=False)
             weights = {i.name for i in model.graph.initializer}
-            dims = lambda v: tuple(d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim)  # noqa: E731
+            def dims(v: Any) -> tuple[int, ...]:
+                return tuple(d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim)
+
             self.network.inputs = [RecorderTensor(v.name, dims(v)) for v in model.graph.input if v.name not in weights]
             self.network.outputs = [RecorderTensor(v.name, dims(v)) for v in model.graph.output]
             return True
@@ -364,19 +374,32 @@ def make_recorder(version: str, *, parse_error: RecorderParserError | None = Non
     return mod
 
 
-def prepared_request(tmp_path: Path, **kw: Any) -> tuple[Any, dict[str, Any]]:
-    """A request with real ONNX graphs written (export without TensorRT) and its engine plans."""
-    request = make_request(tmp_path, **kw)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(sys.modules, "tensorrt", None)
-        mp.setattr(torch.cuda, "is_available", lambda: False)
-        with pytest.raises(formats.MissingRequirement):
-            trt_export.export_tensorrt(request)
-    specs = model_graph_specs(request.model)
-    profiles = trt_export.graph_profiles(specs, request.size, request.dynamic)
-    onnx_paths = {g: request.work_dir / flag(argv, "onnx") for g, argv in
-                  zip((contract.ENCODER, contract.DECODER), parse_script((request.work_dir / trt_export.TRTEXEC_SCRIPT).read_text())["11"])}
-    return request, trt_export.engine_plans(profiles, onnx_paths, request.work_dir)
+Prepare = Callable[..., tuple[Any, dict[str, Any]]]
+
+
+@pytest.fixture(scope="module")
+def prepare(tmp_path_factory: pytest.TempPathFactory) -> Prepare:
+    """prepare(tmp_path, **request kw) → (request, engine plans), its work_dir already holding real ONNX
+    graphs written by export_tensorrt without TensorRT (once per configuration in this module, then copied)."""
+    templates: dict[tuple[Any, ...], Path] = {}
+
+    def _prepare(tmp_path: Path, **kw: Any) -> tuple[Any, dict[str, Any]]:
+        request = make_request(tmp_path, **kw)
+        key = (request.model.config, request.size, request.precision, request.dynamic)
+        if key not in templates:
+            first = make_request(tmp_path_factory.mktemp("onnx"), **kw)
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setitem(sys.modules, "tensorrt", None)
+                mp.setattr(torch.cuda, "is_available", lambda: False)
+                with pytest.raises(formats.MissingRequirement):
+                    trt_export.export_tensorrt(first)
+            templates[key] = first.work_dir
+        shutil.copytree(templates[key], request.work_dir)
+        profiles = trt_export.graph_profiles(model_graph_specs(request.model), request.size, request.dynamic)
+        onnx_paths = {g: request.work_dir / f"{g}.onnx" for g in profiles}
+        return request, trt_export.engine_plans(profiles, onnx_paths, request.work_dir)
+
+    return _prepare
 
 
 @pytest.fixture
@@ -385,15 +408,16 @@ def recorder_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("version,precision,strong,network_flags,set_fp16", [
-    ("10.7.0", "fp16", None, 0, True),
-    ("10.7.0", "fp32", None, 0, False),
     ("10.7.0", "fp16", True, 1 << 1, False),
-    ("11.0.0", "fp16", None, 0, False),
+    ("10.7.0", "fp16", False, 0, True),
+    ("10.7.0", "fp32", False, 0, False),
+    ("11.0.0", "fp16", True, 0, False),
+    ("11.0.0", "fp16", False, 0, False),
 ])
-def test_builder_api_calls(tmp_path: Path, recorder_gpu: None, version: str, precision: str, strong: bool | None,
+def test_builder_api_calls(tmp_path: Path, recorder_gpu: None, prepare: Prepare, version: str, precision: str, strong: bool,
                            network_flags: int, set_fp16: bool) -> None:
-    options = {"workspace_mb": 256, "builder_optimization_level": 2, "strongly_typed": strong}
-    request, plans = prepared_request(tmp_path, precision=precision, options=options)
+    options = {"workspace_gb": 0.25, "optimization_level": 2, "strongly_typed": strong}
+    request, plans = prepare(tmp_path, precision=precision, options=options)
     rec = make_recorder(version)
     opts = trt_export.TensorRTOptions.from_dict(request.options)
     files = trt_export.build_engines(rec, request, plans, opts)
@@ -424,15 +448,15 @@ def test_builder_api_calls(tmp_path: Path, recorder_gpu: None, version: str, pre
         assert meta[trt_runtime.SIDECAR_BUILDER]["flags"] == (["FP16"] if set_fp16 else [])
         assert meta[trt_runtime.SIDECAR_PROFILE] == {n: {"min": list(p[0]), "opt": list(p[1]), "max": list(p[2])}
                                                      for n, p in plan.profile.items()}
-        assert files[plan.engine.name] == plan.engine
+        assert files[graph] == plan.engine
     assert files[cache_file.name] == cache_file
     # the artifact reads back: contract checked, model config → the same graph specs
     metas = trt_runtime.read_artifact_metadata(request.work_dir)
     assert trt_runtime.config_graph_specs(trt_runtime.sidecar_model_config(metas[contract.ENCODER])) == model_graph_specs(request.model)
 
 
-def test_builder_sets_profiles_for_dynamic_inputs(tmp_path: Path, recorder_gpu: None) -> None:
-    request, plans = prepared_request(tmp_path, fusion="early", size=DYNAMIC_SIZE, dynamic=True)
+def test_builder_sets_profiles_for_dynamic_inputs(tmp_path: Path, recorder_gpu: None, prepare: Prepare) -> None:
+    request, plans = prepare(tmp_path, fusion="early", size=DYNAMIC_SIZE, dynamic=True)
     rec = make_recorder("11.0.0")
     trt_export.build_engines(rec, request, plans, trt_export.TensorRTOptions())
     set_shapes = {c[1]: c[2:] for c in rec.calls if c[0] == "profile.set_shape"}
@@ -444,26 +468,26 @@ def test_builder_sets_profiles_for_dynamic_inputs(tmp_path: Path, recorder_gpu: 
     assert rec.calls.count(("add_optimization_profile",)) == 2
 
 
-def test_stale_timing_cache_file_is_loaded(tmp_path: Path, recorder_gpu: None) -> None:
+def test_stale_timing_cache_file_is_loaded(tmp_path: Path, recorder_gpu: None, prepare: Prepare) -> None:
     cache = tmp_path / "shared.cache"
     cache.write_bytes(b"old")
-    request, plans = prepared_request(tmp_path, options={"timing_cache": str(cache)})
+    request, plans = prepare(tmp_path, options={"timing_cache": str(cache)})
     rec = make_recorder("10.3.0")
     trt_export.build_engines(rec, request, plans, trt_export.TensorRTOptions.from_dict(request.options))
     assert [c[1] for c in rec.calls if c[0] == "create_timing_cache"] == [b"old", b"old+entry"]
     assert cache.read_bytes() == b"old+entry+entry"
 
 
-def test_parser_errors_name_the_node(tmp_path: Path, recorder_gpu: None) -> None:
-    request, plans = prepared_request(tmp_path)
+def test_parser_errors_name_the_node(tmp_path: Path, recorder_gpu: None, prepare: Prepare) -> None:
+    request, plans = prepare(tmp_path)
     rec = make_recorder("10.7.0", parse_error=RecorderParserError(12, "/model/Resize_3", "Resize", "unsupported mode"))
     with pytest.raises(trt_export.EngineBuildError, match=r"node #12 '/model/Resize_3' \(Resize\): unsupported mode"):
         trt_export.build_engines(rec, request, plans, trt_export.TensorRTOptions())
     assert not list(request.work_dir.glob("*.engine"))
 
 
-def test_build_failure_reports_logged_errors(tmp_path: Path, recorder_gpu: None) -> None:
-    request, plans = prepared_request(tmp_path)
+def test_build_failure_reports_logged_errors(tmp_path: Path, recorder_gpu: None, prepare: Prepare) -> None:
+    request, plans = prepare(tmp_path)
     rec = make_recorder("11.0.0", build_fails=True)
     with pytest.raises(trt_export.EngineBuildError, match="no implementation for node /decoder/Conv_7"):
         trt_export.build_engines(rec, request, plans, trt_export.TensorRTOptions())
@@ -530,11 +554,16 @@ def test_sidecar_config_gives_the_models_graphs(fusion: str, adapter: str | None
 
 # -- real TensorRT on an NVIDIA GPU ----------------------------------------------------------------------
 
-def _tensorrt_importable() -> bool:
+def _real_tensorrt_missing() -> str:
+    """Why the real-TensorRT test cannot run here ("" when it can)."""
+    reasons = []
     try:
-        return importlib.util.find_spec("tensorrt") is not None and bool(__import__("tensorrt").__version__)
+        __import__("tensorrt")
     except Exception:
-        return False
+        reasons.append("TensorRT not installed")
+    if not torch.cuda.is_available():
+        reasons.append("no CUDA GPU")
+    return "; ".join(reasons)
 
 
 @pytest.mark.parametrize("fusion,adapter,precision,size,dynamic", [
@@ -544,8 +573,7 @@ def _tensorrt_importable() -> bool:
 ])
 @pytest.mark.trt
 @pytest.mark.gpu
-@pytest.mark.skipif(not _tensorrt_importable(), reason="TensorRT not installed")
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+@pytest.mark.skipif(bool(_real_tensorrt_missing()), reason=_real_tensorrt_missing() or "runs")
 def test_real_engines_match_torch(tmp_path: Path, fusion: str, adapter: str | None, precision: str,
                                   size: tuple[int, int], dynamic: bool) -> None:
     from edgeclick.runtimes.session import Session

@@ -3,7 +3,9 @@
     cfg = load_config("train/configs/tiny_smoke.yaml", ["optim.lr=1e-4", "loss.boundary=0.1"])
     cfg.to_yaml()   # the resolved config, written next to the checkpoints and embedded in the weights
 
-Every level rejects unknown keys and names the known ones. Values of overrides are parsed as YAML
+A file may start from another with `extends: ../reference_lora.yaml` (relative to the file) and
+change only some keys (mappings merge key by key). Every level rejects unknown keys and names the
+known ones. Values of overrides are parsed as YAML
 (`data.crop_size=[320,480]`, `adapter=null`, `lora.rank=8`). Strings that look like floats (YAML 1.1
 reads `1e-4` as a string) are converted where the field is a float.
 
@@ -64,6 +66,8 @@ class TrainerConfig:
 
     devices × num_nodes > 1 uses DDP (gloo on CPU, NCCL on GPU). precision: "32-true", or on GPU
     "16-mixed" / "bf16-mixed". sync_batchnorm: BN statistics over all ranks (base runs under DDP).
+    threads: torch intra-op threads per process (0 = torch's default, all cores); with several CPU
+    processes give each cores / processes, oversubscribed OpenMP threads slow CPU training severalfold.
     """
 
     accelerator: str = "auto"
@@ -72,6 +76,7 @@ class TrainerConfig:
     precision: str = "32-true"
     sync_batchnorm: bool = False
     find_unused_parameters: bool = False
+    threads: int = 0
     num_workers: int = 0
     log_every: int = 10
 
@@ -258,14 +263,39 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return out
 
 
+EXTENDS_KEY = "extends"
+"""Top-level YAML key naming another config file (relative to this one) that this file modifies."""
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `update` applied: mappings merge key by key, any other value replaces."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml_config(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The mapping a YAML config file describes, with its `extends:` chain resolved."""
+    path = Path(path).resolve()
+    if path in _seen:
+        raise ConfigError(f"{path}: circular 'extends' chain {[str(p) for p in _seen]}")
+    loaded = yaml.safe_load(path.read_text())
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    data = dict(loaded or {})
+    parent = data.pop(EXTENDS_KEY, None)
+    if parent is None:
+        return data
+    return deep_merge(read_yaml_config(path.parent / parent, (*_seen, path)), data)
+
+
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
-    """Read a YAML config (None: defaults), apply overrides, validate."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text())
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping")
-        data = loaded or {}
+    """Read a YAML config (None: defaults; `extends: other.yaml` supported), apply overrides, validate."""
+    data = read_yaml_config(path) if path is not None else {}
     return TrainConfig.from_dict(apply_overrides(data, overrides))
 
 
@@ -281,5 +311,5 @@ def diff_configs(old: TrainConfig, new: TrainConfig, keys: Sequence[str] = MODEL
 
 __all__ = [
     "ConfigError", "LossWeights", "MODEL_DEFINING_KEYS", "OptimConfig", "TrainConfig", "TrainerConfig", "ValConfig",
-    "apply_overrides", "diff_configs", "load_config",
+    "apply_overrides", "deep_merge", "diff_configs", "load_config", "read_yaml_config",
 ]

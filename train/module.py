@@ -37,7 +37,7 @@ from edgeclick.model.checkpoint import CheckpointError, load_checkpoint, save_ch
 from edgeclick.model.ritm import AUX_LOGITS, ClickModel
 from edgeclick.train.checkpoints import adapter_parameter_names, attach_base, save_adapter
 from edgeclick.train.config import TrainConfig
-from edgeclick.train.data import build_datasets
+from edgeclick.train.data import GT_KEY, POINTS_KEY, RGB_KEY, SDM_KEY, build_datasets
 from edgeclick.train.losses import BoundaryLoss, NormalizedFocalLoss, SigmoidBCELoss
 from edgeclick.train.points import next_training_clicks
 from edgeclick.train.validate import click_scores
@@ -134,6 +134,11 @@ class ClickTrainer(L.LightningModule):
             self.model.eval()
         return self
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Lightning 2.x does not call .train() when fitting starts (it keeps the mode the module has and
+        # restores per-submodule modes after validation), so the mode is set here, every batch.
+        self.train()
+
     # -- data --------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         """Build the datasets once per process (the same split on every rank: split_seed 0)."""
@@ -145,8 +150,9 @@ class ClickTrainer(L.LightningModule):
 
     def train_dataloader(self) -> DataLoader:
         workers = self.cfg.trainer.num_workers
+        # Not persistent: workers must see set_epoch (a fresh copy of the dataset each epoch).
         return DataLoader(self._train_ds, batch_size=self.cfg.batch_size, shuffle=True, drop_last=True,
-                          num_workers=workers, persistent_workers=workers > 0)
+                          num_workers=workers, persistent_workers=False)
 
     def val_dataloader(self) -> DataLoader | list:
         if self._val_ds is None:
@@ -154,9 +160,21 @@ class ClickTrainer(L.LightningModule):
         return DataLoader(self._val_ds, batch_size=self.cfg.val.batch_size, shuffle=False,
                           num_workers=self.cfg.trainer.num_workers)
 
+    def _set_data_epoch(self) -> None:
+        """Fresh augmentations and synthetic objects each epoch (ClickTrainingDataset.set_epoch)."""
+        dataset = self._train_ds.dataset if isinstance(self._train_ds, IndexedDataset) else self._train_ds
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(self.current_epoch)
+
     def on_train_start(self) -> None:
         # Clicks differ per rank and continue deterministically after a resume.
         self.rng = np.random.default_rng([self.cfg.seed, self.global_rank, self.global_step])
+        self._set_data_epoch()  # a resume mid-epoch does not call on_train_epoch_start
+        if self.cfg.record_samples:
+            self._initial_digest = parameter_digest(self.model)
+
+    def on_train_epoch_start(self) -> None:
+        self._set_data_epoch()
 
     # -- training ----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -201,10 +219,10 @@ class ClickTrainer(L.LightningModule):
         return terms
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        rgb, gt = batch["rgb"], batch["gt"]
-        clicks, prev, n = self.simulate_clicks(rgb, gt, batch["points"])
+        rgb, gt = batch[RGB_KEY], batch[GT_KEY]
+        clicks, prev, n = self.simulate_clicks(rgb, gt, batch[POINTS_KEY])
         out = self.model(rgb, clicks, prev)
-        terms = self.loss_terms(out, gt, batch["sdm"])
+        terms = self.loss_terms(out, gt, batch[SDM_KEY])
         size = rgb.shape[0]
         self.log("train/loss", terms["loss"], prog_bar=True, batch_size=size)
         for key in ("nfl", "aux_bce", "boundary"):
@@ -226,7 +244,7 @@ class ClickTrainer(L.LightningModule):
     # -- validation --------------------------------------------------------------------------------
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         k = self.cfg.val.max_clicks
-        ious, bious = click_scores(self.model, batch["rgb"], batch["gt"], k)
+        ious, bious = click_scores(self.model, batch[RGB_KEY], batch[GT_KEY], k)
         s = summarize(ious, bious, 0.0, thresholds=(0.85, 0.90), max_clicks=k)
         size = len(ious)
         log = dict(batch_size=size, sync_dist=True)
@@ -251,7 +269,9 @@ class ClickTrainer(L.LightningModule):
         return save_checkpoint(self.model, path, meta=info)
 
     def write_trace(self, out_dir: str | Path) -> Path:
-        """out_dir/trace/rank{r}.json: dataset indices this rank trained on and its parameter digest."""
+        """out_dir/trace/rank{r}.json: dataset indices this rank trained on, its parameter digest at the start
+        of training (after DDP's broadcast from rank 0) and at the end."""
         record = {"rank": self.global_rank, "world_size": self.trainer.world_size, "global_step": int(self.global_step),
-                  "indices": self.seen_indices, "param_sha256": parameter_digest(self.model)}
+                  "indices": self.seen_indices, "param_sha256": parameter_digest(self.model),
+                  "initial_param_sha256": getattr(self, "_initial_digest", None)}
         return write_text_atomic(Path(out_dir) / "trace" / f"rank{self.global_rank}.json", json.dumps(record))

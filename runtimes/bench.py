@@ -1,0 +1,845 @@
+"""Runtime benchmark: latency, cold start, memory, CPU cost, energy and a sustained click rate per backend.
+
+    report = run_bench([anchor, target], BenchConfig(threads=(1, 2, 4)))
+    write_bench_report(report, "reports/bench/w18s_late")   # report.md, bench.json, latency.png
+
+Every (target, thread count) runs in a fresh worker process (`python -m edgeclick.runtimes.bench
+--worker SPEC --result OUT`), so cold start sees cold allocators and runtime caches, and peak RSS belongs to
+that runtime alone (the worker does not import torch unless the backend does; the report says whether it
+did). The OS page cache is not cleared: artifact files read earlier are served from memory.
+
+In a worker: load the backend → first encoder run → first decoder run (cold start); `warmup` + `runs`
+encoder runs and `warmup` + `runs` decoder runs (p50/p90/p99); process CPU time and package energy over
+the timed decoder runs (CPU-seconds and joules per click); and, for the largest thread count only, a
+sustained run of decoder calls at a fixed click rate (CPU utilisation, achieved rate, missed deadlines).
+
+The PyTorch anchor (eager TorchBackend over the source checkpoint at the same input size) is measured the
+same way, and every backend number is also given as a ratio to it, which holds up better than absolute
+times on a shared machine.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from edgeclick import contract
+from edgeclick.io import write_bytes_atomic, write_json_atomic, write_text_atomic
+
+TORCH, ARTIFACT, FACTORY = "torch", "artifact", "factory"
+KINDS = (TORCH, ARTIFACT, FACTORY)
+
+POWERCAP_ROOT = Path("/sys/class/powercap")
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def parse_threads(text: str) -> tuple[int, ...]:
+    """'1,2,all' → (1, 2, cores) without duplicates, ascending."""
+    values: set[int] = set()
+    for item in text.split(","):
+        item = item.strip().lower()
+        if not item:
+            continue
+        n = available_cores() if item == "all" else int(item)
+        if n < 1:
+            raise ValueError(f"thread count must be >= 1 or 'all', got {item!r}")
+        values.add(n)
+    if not values:
+        raise ValueError(f"no thread counts in {text!r}; e.g. 1,2,all")
+    return tuple(sorted(values))
+
+
+# ---------------------------------------------------------------------------------------------------
+# What to measure
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenchTarget:
+    """What one worker loads.
+
+    Attributes:
+        label: row name in the report (unique within a run).
+        kind: "torch" (eager TorchBackend over a checkpoint), "artifact" (an exported artifact folder,
+            opened with edgeclick.runtimes.artifact.open_backend) or "factory" (a "module:function" called as
+            function(size=(H, W), threads=n, **kwargs) -> Backend; for tests and custom runtimes).
+        path: checkpoint file, artifact folder or "module:function".
+        size: model input (H, W) in pixels.
+        anchor: label of the torch target this one is compared to; None for an anchor.
+        files: artifact file sizes in bytes by role (from the manifest), reported as they are.
+        kwargs: extra keyword arguments of a factory (JSON-serialisable).
+    """
+
+    label: str
+    kind: str
+    path: str
+    size: tuple[int, int]
+    anchor: str | None = None
+    files: dict[str, int] = field(default_factory=dict)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown bench target kind {self.kind!r}; expected one of {KINDS}")
+        contract.check_size(*self.size)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """How long and how hard to measure.
+
+    Attributes:
+        warmup: untimed runs of each graph before the timed ones.
+        runs: timed runs of each graph (percentiles over these).
+        sustain_seconds: duration of the fixed-rate run (0 disables it).
+        click_rate: clicks per second of the fixed-rate run.
+        threads: thread counts of the sweep; the sustained run uses the largest.
+        timeout_s: wall-clock limit of one worker process.
+    """
+
+    warmup: int = 3
+    runs: int = 20
+    sustain_seconds: float = 60.0
+    click_rate: float = 5.0
+    threads: tuple[int, ...] = (1, 2)
+    timeout_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if self.runs < 1 or self.warmup < 0:
+            raise ValueError(f"need runs >= 1 and warmup >= 0, got runs={self.runs} warmup={self.warmup}")
+        if self.sustain_seconds < 0 or self.click_rate <= 0:
+            raise ValueError("sustain_seconds must be >= 0 and click_rate > 0")
+        if not self.threads or min(self.threads) < 1:
+            raise ValueError(f"threads must be positive counts, got {self.threads}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Percentiles of one graph's wall time per run, in milliseconds."""
+
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    min_ms: float
+    runs: int
+
+    @classmethod
+    def of(cls, seconds: Sequence[float]) -> "Latency":
+        ms = np.asarray(seconds, dtype=np.float64) * 1e3
+        p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+        return cls(float(p50), float(p90), float(p99), float(ms.mean()), float(ms.min()), int(ms.size))
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """First use in a fresh process, in seconds.
+
+    Attributes:
+        import_s: importing the runtime's Python modules (edgeclick's backend module and what it pulls in).
+        load_s: constructing the backend (reading the artifact, building sessions / loading weights).
+        first_encoder_s / first_decoder_s: the first run of each graph.
+        total_s: import + load + first encoder + first decoder.
+        process_to_first_mask_s: from the parent's spawn call to the first decoder output, interpreter
+            start-up included.
+    """
+
+    import_s: float
+    load_s: float
+    first_encoder_s: float
+    first_decoder_s: float
+    total_s: float
+    process_to_first_mask_s: float
+
+
+@dataclass(frozen=True)
+class Sustained:
+    """Decoder calls at a fixed click rate for a fixed time.
+
+    Attributes:
+        target_rate: clicks per second asked for.
+        seconds: wall time of the run (s), at least the scheduled duration.
+        clicks: clicks run.
+        achieved_rate: clicks / seconds.
+        missed_deadlines: clicks that finished after the end of their slot (start + 1/rate).
+        max_lateness_ms: the worst finish time past a slot's end (0 when none was late).
+        cpu_utilisation_cores: process CPU time / wall time (0..cores; all threads counted).
+        cpu_utilisation_per_core: the same divided by the available cores (0..1).
+        latency: decoder wall time per click under this load.
+        energy_j_per_click: package energy per click over the run, or "unavailable: <reason>".
+        power_w: mean package power over the run, or "unavailable: <reason>".
+    """
+
+    target_rate: float
+    seconds: float
+    clicks: int
+    achieved_rate: float
+    missed_deadlines: int
+    max_lateness_ms: float
+    cpu_utilisation_cores: float
+    cpu_utilisation_per_core: float
+    latency: Latency
+    energy_j_per_click: float | str
+    power_w: float | str
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One worker: one target at one thread count.
+
+    Attributes:
+        target: BenchTarget.label.
+        threads: thread count asked for; `threads_applied` says whether the backend took it.
+        backend: the backend's own name.
+        cold: cold start.
+        encoder / decoder: latency per image / per click after warm-up.
+        cpu_s_per_click: process CPU seconds per timed decoder run (all threads).
+        clicks_per_cpu_s: its inverse.
+        energy_j_per_click: package energy per timed decoder run (J), or "unavailable: <reason>".
+        peak_rss_mb: the worker's peak resident memory (MiB): VmHWM where /proc exists, else ru_maxrss.
+        ru_maxrss_mb: getrusage(RUSAGE_SELF).ru_maxrss (MiB). On Linux it is not reset by exec: the kernel
+            carries the forking parent's peak into it, so a large parent inflates it; VmHWM is per address
+            space and starts afresh at exec.
+        vm_hwm_mb: /proc/self/status VmHWM (MiB), None where there is no /proc.
+        baseline_rss_mb: VmRSS after importing edgeclick's basics, before the runtime (MiB), None without /proc.
+        torch_in_process: torch was imported in the worker (its libraries then count in the RSS).
+        sustained: the fixed-rate run (largest thread count only), else None.
+        load_1m: the machine's 1-minute load average when the worker finished (None where unknown): other
+            work on the machine makes every number here slower and noisier.
+    """
+
+    target: str
+    threads: int
+    threads_applied: bool
+    backend: str
+    cold: ColdStart
+    encoder: Latency
+    decoder: Latency
+    cpu_s_per_click: float
+    clicks_per_cpu_s: float
+    energy_j_per_click: float | str
+    peak_rss_mb: float
+    ru_maxrss_mb: float
+    vm_hwm_mb: float | None
+    baseline_rss_mb: float | None
+    torch_in_process: bool
+    sustained: Sustained | None
+    load_1m: float | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "RunResult":
+        data = dict(data)
+        data.setdefault("load_1m", None)
+        data["cold"] = ColdStart(**data["cold"])
+        for f in fields(cls):
+            if f.type == "Latency":  # annotations are strings here (postponed evaluation)
+                data[f.name] = Latency(**data[f.name])
+        if data.get("sustained") is not None:
+            s = dict(data["sustained"])
+            s["latency"] = Latency(**s["latency"])
+            data["sustained"] = Sustained(**s)
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
+
+
+RATIO_METRICS: dict[str, Callable[[RunResult], float | None]] = {
+    "encoder_p50": lambda r: r.encoder.p50_ms,
+    "decoder_p50": lambda r: r.decoder.p50_ms,
+    "decoder_p99": lambda r: r.decoder.p99_ms,
+    "cpu_s_per_click": lambda r: r.cpu_s_per_click,
+    "cold_start": lambda r: r.cold.total_s,
+    "peak_rss": lambda r: r.peak_rss_mb,
+    "sustained_cpu": lambda r: r.sustained.cpu_utilisation_cores if r.sustained else None,
+}
+"""Metrics given as backend / anchor ratios (lower is better for all of them)."""
+
+
+@dataclass
+class BenchReport:
+    """All workers' results plus where they ran."""
+
+    targets: list[BenchTarget]
+    config: BenchConfig
+    results: list[RunResult]
+    machine: dict[str, Any]
+    energy: str  # "available: <source>" or "unavailable: <reason>"
+
+    def result(self, target: str, threads: int) -> RunResult | None:
+        for r in self.results:
+            if r.target == target and r.threads == threads:
+                return r
+        return None
+
+    def ratios(self) -> list[dict[str, Any]]:
+        """Per non-anchor target and thread count: backend metric / anchor metric (None where undefined)."""
+        rows = []
+        for t in self.targets:
+            if t.anchor is None:
+                continue
+            for threads in self.config.threads:
+                mine, anchor = self.result(t.label, threads), self.result(t.anchor, threads)
+                if mine is None or anchor is None:
+                    continue
+                row: dict[str, Any] = {"target": t.label, "anchor": t.anchor, "threads": threads}
+                for name, metric in RATIO_METRICS.items():
+                    a, b = metric(mine), metric(anchor)
+                    row[name] = (a / b) if (a is not None and b) else None
+                rows.append(row)
+        return rows
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "machine": self.machine,
+            "energy": self.energy,
+            "config": asdict(self.config),
+            "targets": [asdict(t) for t in self.targets],
+            "results": [asdict(r) for r in self.results],
+            "ratios": self.ratios(),
+        }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Energy: RAPL on Linux, powermetrics on macOS
+# ---------------------------------------------------------------------------------------------------
+
+
+class RaplMeter:
+    """Package energy from Linux powercap RAPL zones (intel-rapl:N, also used by AMD's driver).
+
+    Only top-level package zones are summed (intel-rapl:0, intel-rapl:1, ...); their sub-zones (core,
+    uncore, dram: intel-rapl:0:0) are parts of the package and would be counted twice. The counters are
+    machine-wide: other processes' energy is included.
+    """
+
+    def __init__(self, root: Path = POWERCAP_ROOT) -> None:
+        self.zones: list[Path] = []
+        self.reason = ""
+        if not root.is_dir():
+            self.reason = f"unavailable: {root} does not exist (no RAPL powercap interface; typical inside a VM)"
+            return
+        zones = sorted(p for p in root.glob("intel-rapl:*") if p.name.count(":") == 1 and (p / "energy_uj").exists())
+        if not zones:
+            self.reason = f"unavailable: no intel-rapl:N package zone with energy_uj under {root}"
+            return
+        try:
+            for z in zones:
+                int((z / "energy_uj").read_text())
+                int((z / "max_energy_range_uj").read_text())
+        except PermissionError as exc:
+            self.reason = (f"unavailable: permission denied reading {exc.filename} (energy_uj is root-only since "
+                           "Linux 5.10; run as root or chmod it)")
+            return
+        except (OSError, ValueError) as exc:
+            self.reason = f"unavailable: cannot read RAPL counters: {exc}"
+            return
+        self.zones = zones
+        self._ranges = [int((z / "max_energy_range_uj").read_text()) for z in zones]
+
+    @property
+    def available(self) -> bool:
+        return bool(self.zones)
+
+    def read(self) -> list[int]:
+        """Current energy_uj of each zone (µJ)."""
+        return [int((z / "energy_uj").read_text()) for z in self.zones]
+
+    def joules(self, start: Sequence[int], end: Sequence[int]) -> float:
+        """Energy between two readings (J); a counter that wrapped once is unwrapped with its range."""
+        total = 0
+        for s, e, r in zip(start, end, self._ranges):
+            total += e - s if e >= s else e + (r - s) + 1  # wraps from max_energy_range_uj to 0
+        return total / 1e6
+
+
+class PowermetricsMeter:
+    """Package energy on macOS from `powermetrics --samplers cpu_power` (root only), sampled every 100 ms.
+
+    Energy = mean of the sampled CPU power × duration. Not verified on a Mac in this project.
+    """
+
+    def __init__(self) -> None:
+        self.reason = ""
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log = ""
+        if shutil.which("powermetrics") is None:
+            self.reason = "unavailable: powermetrics not found"
+        elif os.geteuid() != 0:
+            self.reason = "unavailable: powermetrics needs root (run the bench with sudo)"
+
+    @property
+    def available(self) -> bool:
+        return not self.reason
+
+    def read(self) -> list[int]:
+        # Start sampling; the "reading" is the start time, the energy comes from the samples at the end.
+        fd, self._log = tempfile.mkstemp(suffix=".powermetrics")
+        os.close(fd)
+        self._proc = subprocess.Popen(["powermetrics", "--samplers", "cpu_power", "-i", "100", "-o", self._log],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return [time.perf_counter_ns()]
+
+    def joules(self, start: Sequence[int], end: Sequence[int]) -> float:
+        import re
+
+        assert self._proc is not None
+        self._proc.terminate()
+        self._proc.wait(timeout=10)
+        text = Path(self._log).read_text(errors="replace")
+        Path(self._log).unlink(missing_ok=True)
+        mw = [float(v) for v in re.findall(r"(?:Combined|CPU) Power[^:]*:\s*([0-9.]+)\s*mW", text)]
+        if not mw:
+            return math.nan
+        return float(np.mean(mw)) / 1e3 * (end[0] - start[0]) / 1e9
+
+
+def energy_meter() -> RaplMeter | PowermetricsMeter:
+    """The meter for this platform; check `.available` and `.reason`."""
+    if sys.platform == "darwin":
+        return PowermetricsMeter()
+    return RaplMeter()
+
+
+def energy_status() -> str:
+    meter = energy_meter()
+    if meter.available:
+        return "available: " + ("RAPL package counters" if isinstance(meter, RaplMeter) else "powermetrics cpu_power")
+    return meter.reason
+
+
+# ---------------------------------------------------------------------------------------------------
+# The worker (runs in its own process)
+# ---------------------------------------------------------------------------------------------------
+
+
+def _proc_status_mb(key: str) -> float | None:
+    """A `VmRSS` / `VmHWM` line of /proc/self/status in MiB, None without /proc."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        return None
+    return None
+
+
+def _ru_maxrss_mb() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+
+
+def bench_image(size: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """1×H×W×3 uint8 encoder input: smooth gradients, a bright object and noise (not a constant image)."""
+    h, w = size
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    image = np.stack([xx * 255 // max(1, w - 1), yy * 255 // max(1, h - 1), (xx + yy) % 256], axis=-1)
+    image[h // 4 : 3 * h // 4, w // 3 : 2 * w // 3] = (230, 200, 40)
+    image = image + rng.integers(0, 24, size=image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)[None]
+
+
+def click_rows_sequence(size: tuple[int, int], count: int = contract.NUM_CLICKS, seed: int = 0) -> list[np.ndarray]:
+    """`count` 1×N×3 click-row arrays with 1, 2, ... clicks (wrapping at NUM_CLICKS), positions seeded."""
+    h, w = size
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform([0, 0], [w - 1, h - 1], size=(contract.NUM_CLICKS, 2))
+    out = []
+    for i in range(count):
+        k = i % contract.NUM_CLICKS + 1
+        rows = np.full((1, contract.NUM_CLICKS, 3), contract.LABEL_PADDING, dtype=np.float32)
+        rows[0, :k, :2] = xy[:k]
+        rows[0, :k, 2] = [contract.LABEL_POSITIVE if j % 3 != 1 else contract.LABEL_NEGATIVE for j in range(k)]
+        out.append(rows)
+    return out
+
+
+def _load_backend(target: BenchTarget, threads: int) -> tuple[Any, bool, float]:
+    """(backend, threads applied, import seconds); runtime modules are imported here, timed."""
+    start = time.perf_counter()
+    if target.kind == TORCH:
+        import torch
+
+        from .torch_ref import TorchBackend
+
+        imported = time.perf_counter() - start
+        torch.set_num_threads(threads)
+        return TorchBackend.from_checkpoint(target.path, target.size), True, imported
+    if target.kind == ARTIFACT:
+        from .artifact import open_backend
+
+        imported = time.perf_counter() - start
+        try:
+            return open_backend(target.path, threads=threads), True, imported
+        except TypeError as exc:  # a backend without thread control (e.g. CoreML, TensorRT)
+            if "threads" not in str(exc):
+                raise
+            return open_backend(target.path), False, imported
+    module_name, _, function = target.path.partition(":")
+    factory = getattr(importlib.import_module(module_name), function)
+    imported = time.perf_counter() - start
+    return factory(size=target.size, threads=threads, **target.kwargs), True, imported
+
+
+def _timed(fn: Callable[[int], Any], n: int, meter: Any | None = None) -> tuple[list[float], float, float | str]:
+    """Run fn(0..n-1); return per-call wall seconds, process CPU seconds over all calls, energy (J or reason)."""
+    energy_start = meter.read() if meter is not None and meter.available else None
+    cpu0 = time.process_time()
+    walls = []
+    for i in range(n):
+        t = time.perf_counter()
+        fn(i)
+        walls.append(time.perf_counter() - t)
+    cpu = time.process_time() - cpu0
+    energy: float | str = meter.reason if meter is not None and not meter.available else "unavailable: not measured"
+    if energy_start is not None:
+        energy = meter.joules(energy_start, meter.read())
+    return walls, cpu, energy
+
+
+def _sustained(run_click: Callable[[int], Any], rate: float, seconds: float, cores: int, meter: Any) -> Sustained:
+    """Run clicks on a fixed schedule (slot i starts at i/rate); a late click starts at once, none are dropped."""
+    period = 1.0 / rate
+    n = max(1, round(seconds * rate))
+    energy_start = meter.read() if meter.available else None
+    cpu0 = time.process_time()
+    start = time.perf_counter()
+    walls, missed, worst_late = [], 0, 0.0
+    for i in range(n):
+        due = start + i * period
+        now = time.perf_counter()
+        if now < due:
+            time.sleep(due - now)
+        t = time.perf_counter()
+        run_click(i)
+        end = time.perf_counter()
+        walls.append(end - t)
+        late = end - (due + period)
+        if late > 0:
+            missed += 1
+            worst_late = max(worst_late, late)
+    # The window ends with the last slot (or the last click, if later), so idle time in it counts.
+    remaining = start + n * period - time.perf_counter()
+    if remaining > 0:
+        time.sleep(remaining)
+    wall = time.perf_counter() - start
+    cpu = time.process_time() - cpu0
+    if energy_start is not None:
+        joules = meter.joules(energy_start, meter.read())
+        energy_click: float | str = joules / n
+        power: float | str = joules / wall
+    else:
+        energy_click = power = meter.reason
+    return Sustained(rate, wall, n, n / wall, missed, worst_late * 1e3, cpu / wall, cpu / wall / cores,
+                     Latency.of(walls), energy_click, power)
+
+
+def run_worker(target: BenchTarget, threads: int, config: BenchConfig, sustain: bool, spawned_at: float) -> RunResult:
+    """Measure one target at one thread count in this process (meant to be a fresh one)."""
+    baseline = _proc_status_mb("VmRSS")
+    meter = energy_meter()
+    t0 = time.perf_counter()
+    backend, applied, import_s = _load_backend(target, threads)
+    load_s = time.perf_counter() - t0 - import_s
+
+    image = bench_image(target.size)
+    t = time.perf_counter()
+    features = backend.run(contract.ENCODER, {contract.IMAGE: image})
+    first_encoder_s = time.perf_counter() - t
+    rows = click_rows_sequence(target.size)
+    prev = np.zeros((1, 1, *target.size), dtype=np.float32)
+    t = time.perf_counter()
+    logits = backend.run(contract.DECODER, {**features, contract.CLICKS: rows[0], contract.PREV_MASK: prev})[contract.LOGITS]
+    first_decoder_s = time.perf_counter() - t
+    ready = time.time() - spawned_at
+    cold = ColdStart(import_s, load_s, first_encoder_s, first_decoder_s,
+                     import_s + load_s + first_encoder_s + first_decoder_s, ready)
+
+    # A realistic fed-back mask, computed once so the timed loops hold backend calls only.
+    prev = (1.0 / (1.0 + np.exp(-np.clip(logits, -80, 80)))).astype(np.float32)
+
+    def encode(i: int) -> Any:
+        return backend.run(contract.ENCODER, {contract.IMAGE: image})
+
+    def decode(i: int) -> Any:
+        return backend.run(contract.DECODER, {**features, contract.CLICKS: rows[i % len(rows)], contract.PREV_MASK: prev})
+
+    _timed(encode, config.warmup)
+    enc_walls, _, _ = _timed(encode, config.runs)
+    _timed(decode, config.warmup)
+    dec_walls, dec_cpu, energy = _timed(decode, config.runs, meter)
+    energy_click: float | str = energy / config.runs if isinstance(energy, float) else energy
+
+    sustained = None
+    if sustain and config.sustain_seconds > 0:
+        sustained = _sustained(decode, config.click_rate, config.sustain_seconds, available_cores(), meter)
+    cpu_click = dec_cpu / config.runs
+    hwm, maxrss = _proc_status_mb("VmHWM"), _ru_maxrss_mb()
+    return RunResult(
+        target=target.label, threads=threads, threads_applied=applied, backend=str(getattr(backend, "name", "?")),
+        cold=cold, encoder=Latency.of(enc_walls), decoder=Latency.of(dec_walls),
+        cpu_s_per_click=cpu_click, clicks_per_cpu_s=(1.0 / cpu_click) if cpu_click > 0 else math.inf,
+        energy_j_per_click=energy_click, peak_rss_mb=hwm if hwm is not None else maxrss, ru_maxrss_mb=maxrss,
+        vm_hwm_mb=hwm,
+        baseline_rss_mb=baseline, torch_in_process="torch" in sys.modules, sustained=sustained,
+        load_1m=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    )
+
+
+def _target_from_json(data: dict[str, Any]) -> BenchTarget:
+    data = dict(data)
+    data["size"] = tuple(data["size"])
+    return BenchTarget(**data)
+
+
+def _config_from_json(data: dict[str, Any]) -> BenchConfig:
+    data = dict(data)
+    data["threads"] = tuple(data["threads"])
+    return BenchConfig(**data)
+
+
+def _worker_cli(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="one edgeclick bench worker (started by run_bench)")
+    parser.add_argument("--worker", required=True, type=Path, help="JSON spec written by run_bench")
+    parser.add_argument("--result", required=True, type=Path, help="where to write the RunResult JSON")
+    args = parser.parse_args(argv)
+    spec = json.loads(args.worker.read_text())
+    result = run_worker(_target_from_json(spec["target"]), spec["threads"], _config_from_json(spec["config"]),
+                        spec["sustain"], spec["spawned_at"])
+    write_json_atomic(args.result, asdict(result))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# The parent: one worker per target and thread count
+# ---------------------------------------------------------------------------------------------------
+
+
+def spawn_worker(target: BenchTarget, threads: int, config: BenchConfig, sustain: bool) -> RunResult:
+    """Run `run_worker` in a fresh Python process and return its result.
+
+    Raises:
+        RuntimeError: the worker failed or timed out (its stderr tail is in the message).
+    """
+    with tempfile.TemporaryDirectory(prefix="edgeclick-bench-") as tmp:
+        spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
+        spawned_at = time.time()
+        spec = {"target": asdict(target), "threads": threads, "config": asdict(config), "sustain": sustain,
+                "spawned_at": spawned_at}
+        spec_path.write_text(json.dumps(spec))
+        env = dict(os.environ)
+        # Factories ("tests.x:f") import from the caller's working directory, like `python -m` would.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH")]))
+        cmd = [sys.executable, "-m", "edgeclick.runtimes.bench", "--worker", str(spec_path), "--result", str(result_path)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=config.timeout_s, env=env)
+        except subprocess.TimeoutExpired as exc:
+            raise RuntimeError(f"bench worker for {target.label!r} ({threads} threads) exceeded {config.timeout_s:.0f} s") from exc
+        if proc.returncode != 0 or not result_path.exists():
+            tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+            raise RuntimeError(f"bench worker for {target.label!r} ({threads} threads) failed "
+                               f"(exit {proc.returncode}):\n{tail}")
+        return RunResult.from_json(json.loads(result_path.read_text()))
+
+
+def machine_info() -> dict[str, Any]:
+    """Where the numbers come from: CPU, cores, OS, Python and runtime versions."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for module in ("torch", "onnxruntime", "numpy"):
+        try:
+            versions[module] = importlib.import_module(module).__version__
+        except ImportError:
+            versions[module] = None
+    return {"cpu": cpu, "cores": available_cores(), "platform": platform.platform(),
+            "python": platform.python_version(), "versions": versions,
+            "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+
+
+def run_bench(
+    targets: Sequence[BenchTarget],
+    config: BenchConfig,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> BenchReport:
+    """Measure every target at every thread count, each in a fresh worker process.
+
+    Anchors (targets with `anchor=None`) should be in `targets`; every other target's `anchor` must name one.
+
+    Raises:
+        ValueError: duplicate labels or an anchor label that is not a target.
+        RuntimeError: a worker failed.
+    """
+    labels = [t.label for t in targets]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"bench target labels must be unique, got {labels}")
+    for t in targets:
+        if t.anchor is not None and t.anchor not in labels:
+            raise ValueError(f"target {t.label!r} is compared to anchor {t.anchor!r}, which is not among the targets")
+    results = []
+    top = max(config.threads)
+    # Thread count outer, targets inner: an anchor and the backends compared to it run back to back, so
+    # a change in background load hits both sides of a ratio alike.
+    for threads in config.threads:
+        for t in targets:
+            if progress:
+                progress(f"bench {t.label} with {threads} thread(s)")
+            results.append(spawn_worker(t, threads, config, sustain=threads == top))
+    return BenchReport(list(targets), config, results, machine_info(), energy_status())
+
+
+# ---------------------------------------------------------------------------------------------------
+# Report files
+# ---------------------------------------------------------------------------------------------------
+
+
+def _num(value: float | str | None, fmt: str = ".3g") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):  # "unavailable: <reason>": the reason is stated once above the tables
+        return "n/a"
+    return format(value, fmt)
+
+
+def plot_latency(report: BenchReport) -> bytes:
+    """PNG: p50 bars (p99 as a whisker) of encoder and decoder latency per target and thread count."""
+    from matplotlib.figure import Figure
+
+    from .parity import png_bytes
+
+    threads = list(report.config.threads)
+    labels = [t.label for t in report.targets]
+    fig = Figure(figsize=(max(7.0, 2.2 * len(threads) * max(1, len(labels)) / 2 + 3), 4.2), dpi=100)
+    axes = fig.subplots(1, 2)
+    width = 0.8 / max(1, len(labels))
+    x = np.arange(len(threads))
+    graphs: tuple[tuple[str, Callable[[RunResult], Latency], str], ...] = (
+        (contract.ENCODER, lambda r: r.encoder, "per image"), (contract.DECODER, lambda r: r.decoder, "per click"))
+    for ax, (graph, latency, unit) in zip(axes, graphs):
+        for j, label in enumerate(labels):
+            p50, p99 = [], []
+            for n in threads:
+                r = report.result(label, n)
+                p50.append(latency(r).p50_ms if r else math.nan)
+                p99.append(latency(r).p99_ms if r else math.nan)
+            # Plain float lists: matplotlib's errorbar warns on numpy arrays of length 1.
+            whisker = [0.0 if math.isnan(b - a) else float(b - a) for a, b in zip(p50, p99)]
+            ax.bar(x + (j - (len(labels) - 1) / 2) * width, p50, width, label=label,
+                   yerr=[[0.0] * len(p50), whisker], capsize=3)
+        ax.set_xticks(x, [f"{n} thread{'s' if n > 1 else ''}" for n in threads])
+        ax.set_ylabel("ms (bar p50, whisker p99)")
+        ax.set_title(f"{graph} ({unit})")
+        ax.grid(axis="y", alpha=0.3)
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return png_bytes(fig)
+
+
+def _markdown(report: BenchReport) -> str:
+    m, c = report.machine, report.config
+    lines = [
+        "# Runtime benchmark",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores available, {m['platform']}, Python {m['python']}, "
+        + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v) + ".",
+        f"Load average (1, 5, 15 min) at the end: {', '.join(f'{v:.2f}' for v in m['loadavg'] or []) or 'unknown'}.",
+        f"Settings: {c.warmup} warm-up + {c.runs} timed runs per graph; threads {list(c.threads)}; sustained run "
+        f"{c.sustain_seconds:g} s at {c.click_rate:g} clicks/s (largest thread count). Energy: {report.energy}.",
+        "Each row is a fresh worker process; inputs are a synthetic image and seeded click rows at the model size.",
+        "",
+        "## Latency (ms) and CPU cost",
+        "",
+        "| target | threads | enc p50 | enc p90 | enc p99 | dec p50 | dec p90 | dec p99 | CPU-s/click | clicks/CPU-s | J/click |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report.results:
+        th = f"{r.threads}" + ("" if r.threads_applied else " (not applied)")
+        lines.append(f"| {r.target} | {th} | {r.encoder.p50_ms:.1f} | {r.encoder.p90_ms:.1f} | {r.encoder.p99_ms:.1f} "
+                     f"| {r.decoder.p50_ms:.2f} | {r.decoder.p90_ms:.2f} | {r.decoder.p99_ms:.2f} | {r.cpu_s_per_click:.4f} "
+                     f"| {r.clicks_per_cpu_s:.1f} | {_num(r.energy_j_per_click)} |")
+    lines += ["", "## Cold start (s) and memory (MiB)", "",
+              "| target | threads | import | load | 1st encoder | 1st decoder | total | spawn → 1st mask | peak RSS | ru_maxrss | RSS before runtime | torch in process | load avg 1m |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+    for r in report.results:
+        k = r.cold
+        lines.append(f"| {r.target} | {r.threads} | {k.import_s:.2f} | {k.load_s:.2f} | {k.first_encoder_s:.2f} | "
+                     f"{k.first_decoder_s:.3f} | {k.total_s:.2f} | {k.process_to_first_mask_s:.2f} | {r.peak_rss_mb:.0f} | "
+                     f"{r.ru_maxrss_mb:.0f} | {_num(r.baseline_rss_mb, '.0f')} | {'yes' if r.torch_in_process else 'no'} | "
+                     f"{_num(r.load_1m, '.2f')} |")
+    ratios = report.ratios()
+    if ratios:
+        lines += ["", "## Ratios to the PyTorch anchor (backend / torch; < 1 is better)", "",
+                  "| target | anchor | threads | " + " | ".join(RATIO_METRICS) + " |",
+                  "|---|---|---:|" + "---:|" * len(RATIO_METRICS)]
+        for row in ratios:
+            lines.append(f"| {row['target']} | {row['anchor']} | {row['threads']} | "
+                         + " | ".join(_num(row[k], ".2f") for k in RATIO_METRICS) + " |")
+    sustained = [r for r in report.results if r.sustained is not None]
+    if sustained:
+        lines += ["", "## Sustained click rate", "",
+                  "| target | threads | target rate | achieved | clicks | missed deadlines | max lateness ms | CPU cores busy | CPU per core | dec p50 ms | dec p99 ms | W | J/click |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in sustained:
+            s = r.sustained
+            assert s is not None
+            lines.append(f"| {r.target} | {r.threads} | {s.target_rate:g}/s | {s.achieved_rate:.2f}/s | {s.clicks} | "
+                         f"{s.missed_deadlines} | {s.max_lateness_ms:.1f} | {s.cpu_utilisation_cores:.3f} | "
+                         f"{s.cpu_utilisation_per_core:.3f} | {s.latency.p50_ms:.2f} | {s.latency.p99_ms:.2f} | "
+                         f"{_num(s.power_w)} | {_num(s.energy_j_per_click)} |")
+    sized = [t for t in report.targets if t.files]
+    if sized:
+        lines += ["", "## Artifact sizes (from the manifest)", "", "| target | file role | MiB |", "|---|---|---:|"]
+        for t in sized:
+            for role, size in t.files.items():
+                lines.append(f"| {t.label} | {role} | {size / 2**20:.2f} |")
+            lines.append(f"| {t.label} | **total** | {sum(t.files.values()) / 2**20:.2f} |")
+    lines += ["", "Notes: CPU time counts every thread of the worker (runtime thread pools that spin count too). "
+              "Peak RSS is VmHWM where /proc exists (ru_maxrss otherwise) and includes the Python interpreter and "
+              "numpy; 'RSS before runtime' is that floor. On Linux ru_maxrss also carries the spawning parent's "
+              "peak across exec, so it is shown but not used. "
+              "Energy counters are machine-wide package counters.", "", "![latency](latency.png)", ""]
+    return "\n".join(lines)
+
+
+def write_bench_report(report: BenchReport, out_dir: str | Path) -> dict[str, Path]:
+    """Write bench.json, report.md and latency.png into `out_dir` (created); return kind → path."""
+    out = Path(out_dir)
+    return {
+        "json": write_json_atomic(out / "bench.json", report.to_json()),
+        "report": write_text_atomic(out / "report.md", _markdown(report)),
+        "chart": write_bytes_atomic(out / "latency.png", plot_latency(report)),
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_cli())

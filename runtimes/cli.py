@@ -1,0 +1,235 @@
+"""`edgeclick parity` and `edgeclick bench`: exported artifacts against their PyTorch source.
+
+    edgeclick parity ARTIFACT_DIR [...] --data DIR [--checkpoint CKPT] [--samples 10] [--clicks 10] [--out DIR]
+    edgeclick bench ARTIFACT_DIR [...] [--checkpoint CKPT] [--warmup 3] [--runs 20] [--sustain-seconds 60]
+                    [--click-rate 5] [--threads 1,2,all] [--out DIR]
+
+The reference is always an eager TorchBackend over the checkpoint the artifact was exported from (the
+manifest's checkpoint path, or --checkpoint), checked against the manifest's sha256, at the artifact's
+input size. This module is glue: the measuring lives in parity.py and bench.py.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # keep `edgeclick --help` free of torch / onnxruntime imports
+    from edgeclick.data.sample import Sample
+    from edgeclick.export.manifest import Manifest
+
+    from .backend import Backend
+
+
+@dataclass(frozen=True)
+class Source:
+    """An artifact's manifest and the checkpoint it was exported from (verified)."""
+
+    manifest: "Manifest"
+    checkpoint: Path
+
+
+def resolve_source(artifact_dir: Path, checkpoint: Path | None = None) -> Source:
+    """Read the artifact's manifest and find its source checkpoint.
+
+    The manifest's path is tried as written, then relative to the artifact folder. The file must have
+    the sha256 the manifest recorded: parity against other weights would measure nothing.
+
+    Raises:
+        FileNotFoundError: no checkpoint file (the message says to pass --checkpoint).
+        ValueError: the checkpoint's sha256 differs from the one the artifact was exported from.
+    """
+    from edgeclick.export.manifest import read_manifest
+    from edgeclick.io import sha256_file
+
+    manifest = read_manifest(artifact_dir)
+    recorded = Path(str(manifest.checkpoint.get("path", "")))
+    if checkpoint is not None:
+        path = checkpoint
+    else:
+        path = recorded if recorded.is_file() or recorded.is_absolute() else manifest.root / recorded
+    if not path.is_file():
+        raise FileNotFoundError(f"{artifact_dir}: source checkpoint {path} not found (manifest checkpoint.path "
+                                f"{str(recorded)!r}); pass the checkpoint it was exported from with --checkpoint CKPT")
+    expected = manifest.checkpoint.get("sha256")
+    if expected:
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ValueError(f"checkpoint {path} has sha256 {actual[:12]}…, but {artifact_dir} was exported from "
+                             f"{expected[:12]}…; pass the checkpoint it was exported from (--checkpoint) or re-export")
+    return Source(manifest, path)
+
+
+def open_artifact(artifact_dir: Path) -> "Backend":
+    """The artifact's runtime backend (a seam: tests swap it to wrap a backend)."""
+    from .artifact import open_backend
+
+    return open_backend(artifact_dir)
+
+
+def load_samples(data: Path, fmt: str, count: int) -> list["Sample"]:
+    """The first `count` decodable samples of the dataset in `data`.
+
+    Raises:
+        FileNotFoundError / ValueError: naming --data, when the folder is missing or holds no dataset.
+    """
+    from edgeclick.data.datasets import load_dataset
+
+    if not Path(data).is_dir():
+        raise FileNotFoundError(f"--data {data}: no dataset folder there; point --data at a dataset root such as "
+                                "$EDGECLICK_DATA/grabcut (data_GT/ + boundary_GT/)")
+    try:
+        dataset = load_dataset(data, fmt)
+    except ValueError as exc:
+        raise ValueError(f"--data {data}: {exc}") from exc
+    samples: list[Sample] = []
+    for sample in dataset:
+        if len(samples) == count:
+            break
+        samples.append(sample)
+    if not samples:
+        raise ValueError(f"--data {data}: the {dataset.format} dataset yielded no usable sample (skipped: {dataset.skipped[:3]})")
+    return samples
+
+
+def _out_dir(out: Path | None, default_root: str, name: str, several: bool) -> Path:
+    base = out if out is not None else Path(default_root)
+    return base / name if (several or out is None) else base
+
+
+# ---------------------------------------------------------------------------------------------------
+# parity
+# ---------------------------------------------------------------------------------------------------
+
+
+def run_parity_cli(args: argparse.Namespace) -> int:
+    """Handler of `edgeclick parity`: 0 when every artifact passes its gates, 1 when one fails."""
+    from .parity import run_parity, write_parity_report
+    from .torch_ref import TorchBackend
+
+    if args.samples < 1:
+        raise ValueError(f"--samples must be >= 1, got {args.samples}")
+    samples = load_samples(args.data, args.dataset_format, args.samples)
+    references: dict[tuple[Path, Any], Backend] = {}
+    failed: list[str] = []
+    several = len(args.artifacts) > 1
+    for artifact_dir in args.artifacts:
+        source = resolve_source(artifact_dir, args.checkpoint)
+        candidate = open_artifact(artifact_dir)
+        key = (source.checkpoint.resolve(), candidate.input_size)
+        if key not in references:  # several artifacts of one checkpoint share the reference model
+            references[key] = TorchBackend.from_checkpoint(source.checkpoint, candidate.input_size)
+        name = source.manifest.name
+        print(f"parity {name} ({source.manifest.format}, {source.manifest.precision}): {len(samples)} samples × "
+              f"{args.clicks} clicks vs torch over {source.checkpoint}", file=sys.stderr, flush=True)
+        settings = {"artifact": str(artifact_dir), "format": source.manifest.format, "checkpoint": str(source.checkpoint),
+                    "data": str(args.data), "samples": len(samples), "clicks_per_sample": args.clicks}
+        done = [0]
+
+        def progress(result: Any) -> None:
+            done[0] += 1
+            print(f"  [{done[0]}/{len(samples)}] {result.name}", file=sys.stderr, flush=True)
+
+        report = run_parity(references[key], candidate, samples, args.clicks, source.manifest.precision,
+                            settings=settings, on_sample=progress)
+        files = write_parity_report(report, _out_dir(args.out, "reports/parity", name, several))
+        s = report.summary()
+        print(f"{name}: {'PASS' if report.passed else 'FAIL'} — max |Δlogit| {s['max_abs_logit']:.3g}, mask IoU mean "
+              f"{s['mean_mask_iou']:.6f} min {s['min_mask_iou']:.6f}, NoC@85/90 torch {s['noc85_reference']:.2f}/"
+              f"{s['noc90_reference']:.2f} exported {s['noc85_candidate']:.2f}/{s['noc90_candidate']:.2f}; "
+              f"report {files['report']}")
+        for line in report.failures:
+            print(f"{name}: {line}", file=sys.stderr)
+        if not report.passed:
+            failed.append(name)
+    if failed:
+        print(f"edgeclick parity: gate failed for {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# bench
+# ---------------------------------------------------------------------------------------------------
+
+
+def bench_targets(artifacts: list[Path], checkpoint: Path | None) -> list[Any]:
+    """One torch anchor per distinct (source checkpoint, input size), then one target per artifact."""
+    from .bench import ARTIFACT, TORCH, BenchTarget
+
+    sources = [resolve_source(a, checkpoint) for a in artifacts]
+    anchors: dict[tuple[Path, tuple[int, int]], BenchTarget] = {}
+    for s in sources:
+        key = (s.checkpoint.resolve(), s.manifest.size)
+        if key not in anchors:
+            label = "torch" if not anchors else f"torch {s.manifest.size[0]}x{s.manifest.size[1]} {s.checkpoint.stem} #{len(anchors) + 1}"
+            anchors[key] = BenchTarget(label, TORCH, str(s.checkpoint), s.manifest.size,
+                                       files={"checkpoint": s.checkpoint.stat().st_size})
+    targets = list(anchors.values())
+    seen: set[str] = {t.label for t in targets}
+    for artifact_dir, s in zip(artifacts, sources):
+        label = s.manifest.name
+        while label in seen:
+            label += "'"
+        seen.add(label)
+        targets.append(BenchTarget(label, ARTIFACT, str(artifact_dir), s.manifest.size,
+                                   anchor=anchors[(s.checkpoint.resolve(), s.manifest.size)].label,
+                                   files={role: e.bytes for role, e in s.manifest.files.items()}))
+    return targets
+
+
+def run_bench_cli(args: argparse.Namespace) -> int:
+    """Handler of `edgeclick bench`."""
+    from .bench import BenchConfig, run_bench, write_bench_report
+
+    config = BenchConfig(warmup=args.warmup, runs=args.runs, sustain_seconds=args.sustain_seconds,
+                         click_rate=args.click_rate, threads=args.threads)
+    targets = bench_targets(list(args.artifacts), args.checkpoint)
+    report = run_bench(targets, config, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    names = [t.label for t in targets if t.anchor is not None]
+    name = names[0] if len(names) == 1 else f"{names[0]}+{len(names) - 1}"
+    files = write_bench_report(report, _out_dir(args.out, "reports/bench", name, False))
+    for r in report.results:
+        print(f"{r.target:40s} threads {r.threads}: encoder p50 {r.encoder.p50_ms:8.1f} ms, decoder p50 {r.decoder.p50_ms:7.2f} ms, "
+              f"{r.cpu_s_per_click * 1e3:7.2f} CPU-ms/click, cold {r.cold.total_s:5.2f} s, peak RSS {r.peak_rss_mb:6.0f} MiB")
+    for row in report.ratios():
+        print(f"{row['target']} / {row['anchor']} at {row['threads']} threads: encoder {row['encoder_p50']:.2f}x, "
+              f"decoder {row['decoder_p50']:.2f}x, CPU/click {row['cpu_s_per_click']:.2f}x")
+    print(f"energy: {report.energy}")
+    print(f"report: {files['report']}")
+    return 0
+
+
+def _threads(text: str) -> tuple[int, ...]:
+    from .bench import parse_threads
+
+    try:
+        return parse_threads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `parity` and `bench` subcommands."""
+    p = subparsers.add_parser("parity", help="compare exported artifacts with PyTorch click by click on real images (gated)")
+    p.add_argument("artifacts", nargs="+", type=Path, metavar="ARTIFACT_DIR")
+    p.add_argument("--data", required=True, type=Path, help="dataset root folder, e.g. $EDGECLICK_DATA/grabcut")
+    p.add_argument("--dataset-format", default="auto", help="dataset layout (default: detected)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="source checkpoint (default: the manifest's)")
+    p.add_argument("--samples", type=int, default=10, help="number of samples (the dataset's first N)")
+    p.add_argument("--clicks", type=int, default=10, help="simulated clicks per sample")
+    p.add_argument("--out", type=Path, default=None, help="report folder (default reports/parity/<artifact name>)")
+    p.set_defaults(func=run_parity_cli)
+
+    p = subparsers.add_parser("bench", help="latency, cold start, memory, CPU and energy per click of artifacts vs PyTorch")
+    p.add_argument("artifacts", nargs="+", type=Path, metavar="ARTIFACT_DIR")
+    p.add_argument("--checkpoint", type=Path, default=None, help="source checkpoint for the torch anchor (default: the manifest's)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed runs per graph")
+    p.add_argument("--runs", type=int, default=20, help="timed runs per graph")
+    p.add_argument("--sustain-seconds", type=float, default=60.0, help="fixed-rate run length (0: skip)")
+    p.add_argument("--click-rate", type=float, default=5.0, help="clicks per second of the fixed-rate run")
+    p.add_argument("--threads", type=_threads, default="1,2,all", help="thread counts, e.g. 1,2,all")
+    p.add_argument("--out", type=Path, default=None, help="report folder (default reports/bench/<artifact name>)")
+    p.set_defaults(func=run_bench_cli)

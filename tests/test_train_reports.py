@@ -1,0 +1,71 @@
+"""Model card and ablation table come from eval reports and checkpoints; the held-out set reads back."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeclick.data.datasets import load_dataset
+from edgeclick.data.synthetic import SyntheticDataset
+from edgeclick.model import create_model
+from edgeclick.model.checkpoint import save_checkpoint
+from edgeclick.train.ablation import main as ablation_main
+from edgeclick.train.holdout import write_holdout
+from edgeclick.train.model_card import main as card_main
+
+
+def _summary(folder: Path, noc90: float, bnoc90: float, n: int = 5) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps({
+        "dataset": "GrabCut", "n_samples": n, "max_clicks": 20,
+        "noc": {"85": noc90 - 0.25, "90": noc90, "95": noc90 + 2}, "nof": {"85": 0, "90": 1, "95": 2},
+        "noc_boundary": {"85": bnoc90 - 1, "90": bnoc90, "95": bnoc90 + 1}, "nof_boundary": {"85": 1, "90": 2, "95": 3},
+        "miou": [0.5 + 0.02 * k for k in range(20)], "mbiou": [0.3] * 20, "seconds_per_click": 0.0421}))
+    return folder
+
+
+def test_model_card_takes_numbers_from_reports(tmp_path: Path) -> None:
+    ckpt = save_checkpoint(create_model("tiny"), tmp_path / "base.pt",
+                           meta={"source": "edgeclick train", "global_step": 123, "val/noc90": 4.5,
+                                 "train_config": {"batch_size": 4, "data": {"synthetic": 10, "synthetic_size": 256, "crop_size": [64, 96]},
+                                                  "loss": {"nfl": 1.0, "aux_bce": 0.4, "boundary": 0.1}, "optim": {"lr": 0.001}}})
+    report = _summary(tmp_path / "eval", noc90=3.1415, bnoc90=7.777)
+    out = tmp_path / "MODEL_CARD.md"
+    assert card_main(["--out", str(out), "--model", "tiny", str(ckpt), "--report", "tiny", "GrabCut", str(report)]) == 0
+    text = out.read_text()
+    assert "| tiny | GrabCut | 5 | 2.89 | 3.14 | 1 | 6.78 | 7.78 | 0.500 | 0.580 | 0.042 |" in text
+    assert "123 steps × batch 4" in text and "boundary 0.1" in text
+    with pytest.raises(SystemExit):
+        card_main(["--out", str(out), "--model", "tiny", str(ckpt), "--report", "other", "GrabCut", str(report)])
+
+
+def test_ablation_table_in_paper_layout(tmp_path: Path) -> None:
+    rows = {"base": (8.82, 16.97), "lora": (8.17, 13.44), "conv": (7.65, 12.25)}
+    args = ["--out", str(tmp_path / "ablation.md"), "--dataset", "GrabCut", "--dataset", "HR"]
+    for name, (a, b) in rows.items():
+        g = _summary(tmp_path / name / "g", a, b)
+        h = _summary(tmp_path / name / "h", a + 1, b + 1)
+        args += ["--row", name, str(g), str(h)]
+    assert ablation_main(args) == 0
+    text = (tmp_path / "ablation.md").read_text()
+    assert "| Method | GrabCut NoC@90 (IoU / BIoU) | HR NoC@90 (IoU / BIoU) |" in text
+    assert "| base | 8.82 / 16.97 | 9.82 / 17.97 |" in text
+    assert "| conv | **7.65** / **12.25** | **8.65** / **13.25** |" in text
+    saved = json.loads((tmp_path / "ablation.json").read_text())
+    assert [r["label"] for r in saved["rows"]] == ["base", "lora", "conv"]
+    with pytest.raises(SystemExit):
+        ablation_main(["--out", str(tmp_path / "x.md"), "--dataset", "GrabCut", "--dataset", "HR", "--row", "base", str(tmp_path)])
+
+
+def test_holdout_set_reads_back_as_hq(tmp_path: Path) -> None:
+    out = write_holdout(tmp_path / "holdout", n=2, size=64, seed=5)
+    dataset = load_dataset(out, "hq")
+    assert len(dataset) == 2
+    expected = SyntheticDataset(2, size=64, seed=5)
+    for i in range(2):
+        got = dataset[i]
+        ref = expected[i]
+        np.testing.assert_array_equal(got.image, ref.image)
+        np.testing.assert_array_equal(got.gt, (ref.gt == 1).astype(np.int8))

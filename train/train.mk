@@ -1,0 +1,110 @@
+# Training targets. Included from the top-level Makefile (`include train/train.mk`), which defines
+# $(STAMP) (the virtualenv) and $(BIN). Every run writes into $(RUNS)/<name>/ and is resumed
+# automatically when its folder holds a last.ckpt without final weights.
+#
+#   make train-reference   base → conv adapter + LoRA → merged models/reference/*.pt → GrabCut eval → MODEL_CARD.md
+#   make ablation          the ablation set on the same base → GrabCut + held-out synthetic HR → reports/ablation.md
+#
+# Variables: EDGECLICK_DATA (../shared/data), RUNS (runs), TRAIN_ARGS (extra key=value overrides for
+# every run, e.g. "trainer.devices=2" or "max_steps=50"), ABLATION_ARGS (extra overrides for ablation
+# runs only), EVAL_ARGS (extra `edgeclick evaluate` flags, e.g. --workers 2), HOLDOUT_N / HOLDOUT_SIZE
+# (held-out synthetic set: 20 images of 1024 px long side; every click is a full forward pass of the
+# early-fusion model at the image's size, so 2048 px costs ~4x per click on a CPU).
+#
+# Include this file after $(STAMP) and $(BIN) are defined (prerequisites expand when the rule is read).
+
+EDGECLICK_DATA ?= ../shared/data
+RUNS           ?= runs
+REF            ?= models/reference
+GRABCUT        ?= $(EDGECLICK_DATA)/grabcut
+COCO           ?= $(EDGECLICK_DATA)/coco_mval_dev
+HOLDOUT        ?= $(RUNS)/holdout_synthetic_hr
+HOLDOUT_N      ?= 20
+HOLDOUT_SIZE   ?= 1024
+TRAIN_ARGS     ?=
+ABLATION_ARGS  ?=
+EVAL_ARGS      ?=
+CONFIGS        := train/configs
+
+BASE_RUN  := $(RUNS)/reference_base_w18s
+BASE_CKPT := $(BASE_RUN)/best.pt
+ABLATIONS := lora lora_bl conv conv_skip conv_skip_bl conv_skip_bl_sobel
+
+# $(call train_run,CONFIG,OUT_DIR,EXTRA): train, resuming when OUT_DIR holds a last.ckpt.
+define train_run
+$(BIN)/edgeclick train --config $(1) out_dir=$(2) data.coco_dir=$(COCO) $(TRAIN_ARGS) $(3) \
+	$(if $(wildcard $(2)/last.ckpt),--resume)
+endef
+
+# $(call evaluate,CHECKPOINT,DATA,OUT_DIR[,FORMAT])
+define evaluate
+$(BIN)/edgeclick evaluate --checkpoint $(1) --data $(2) --out $(3) $(if $(4),--dataset-format $(4)) $(EVAL_ARGS)
+endef
+
+.PHONY: train-reference ablation train-base
+
+# --- reference -------------------------------------------------------------------------------------
+
+$(BASE_CKPT): | $(STAMP)
+	$(call train_run,$(CONFIGS)/reference_base_w18s.yaml,$(BASE_RUN))
+
+train-base: $(BASE_CKPT)
+
+$(RUNS)/reference_conv_adapter/best.adapter.pt: $(BASE_CKPT)
+	$(call train_run,$(CONFIGS)/reference_conv_adapter.yaml,$(RUNS)/reference_conv_adapter,base_checkpoint=$(BASE_CKPT))
+
+$(RUNS)/reference_lora/best.adapter.pt: $(BASE_CKPT)
+	$(call train_run,$(CONFIGS)/reference_lora.yaml,$(RUNS)/reference_lora,base_checkpoint=$(BASE_CKPT))
+
+$(REF)/base_w18s.pt: $(BASE_CKPT)
+	@mkdir -p $(REF)
+	cp $< $@.tmp && mv $@.tmp $@
+
+$(REF)/conv_adapter_w18s.pt: $(BASE_CKPT) $(RUNS)/reference_conv_adapter/best.adapter.pt
+	$(BIN)/edgeclick merge $^ $@
+
+$(REF)/lora_w18s.pt: $(BASE_CKPT) $(RUNS)/reference_lora/best.adapter.pt
+	$(BIN)/edgeclick merge $^ $@
+
+REF_MODELS := base_w18s conv_adapter_w18s lora_w18s
+
+$(REF)/eval/grabcut_%/summary.json: $(REF)/%.pt
+	$(call evaluate,$<,$(GRABCUT),$(@D))
+
+train-reference: $(foreach m,$(REF_MODELS),$(REF)/eval/grabcut_$(m)/summary.json)
+	$(BIN)/python -m edgeclick.train.model_card --out $(REF)/MODEL_CARD.md \
+		$(foreach m,$(REF_MODELS),--model $(m) $(REF)/$(m).pt --report $(m) GrabCut $(REF)/eval/grabcut_$(m))
+
+# --- ablation --------------------------------------------------------------------------------------
+
+$(HOLDOUT)/gt: | $(STAMP)
+	$(BIN)/python -m edgeclick.train.holdout $(HOLDOUT) --n $(HOLDOUT_N) --size $(HOLDOUT_SIZE)
+
+$(RUNS)/ablation/%/best.adapter.pt: $(BASE_CKPT)
+	$(call train_run,$(CONFIGS)/ablation/$*.yaml,$(RUNS)/ablation/$*,base_checkpoint=$(BASE_CKPT) $(ABLATION_ARGS))
+
+$(RUNS)/ablation/%/merged.pt: $(RUNS)/ablation/%/best.adapter.pt
+	$(BIN)/edgeclick merge $(BASE_CKPT) $< $@
+
+$(RUNS)/ablation/base/merged.pt: $(BASE_CKPT)
+	@mkdir -p $(@D)
+	cp $< $@.tmp && mv $@.tmp $@
+
+$(RUNS)/ablation/%/eval_grabcut/summary.json: $(RUNS)/ablation/%/merged.pt
+	$(call evaluate,$<,$(GRABCUT),$(@D))
+
+$(RUNS)/ablation/%/eval_holdout/summary.json: $(RUNS)/ablation/%/merged.pt | $(HOLDOUT)/gt
+	$(call evaluate,$<,$(HOLDOUT),$(@D),hq)
+
+ABLATION_ROWS := base:RITM_base lora:+LoRA lora_bl:+LoRA+BL conv:+conv conv_skip:+conv+skip \
+                 conv_skip_bl:+conv+skip+BL conv_skip_bl_sobel:+conv+skip+BL+Sobel
+ablation_name  = $(word 1,$(subst :, ,$(1)))
+ablation_label = $(subst _, ,$(word 2,$(subst :, ,$(1))))
+
+ablation: $(foreach r,base $(ABLATIONS),$(RUNS)/ablation/$(r)/eval_grabcut/summary.json $(RUNS)/ablation/$(r)/eval_holdout/summary.json)
+	$(BIN)/python -m edgeclick.train.ablation --out reports/ablation.md --dataset GrabCut --dataset "Synthetic HR (held-out)" \
+		$(foreach r,$(ABLATION_ROWS),--row "$(call ablation_label,$(r))" \
+			$(RUNS)/ablation/$(call ablation_name,$(r))/eval_grabcut $(RUNS)/ablation/$(call ablation_name,$(r))/eval_holdout)
+
+.PRECIOUS: $(RUNS)/ablation/%/best.adapter.pt $(RUNS)/ablation/%/merged.pt $(RUNS)/ablation/%/eval_grabcut/summary.json \
+           $(RUNS)/ablation/%/eval_holdout/summary.json
