@@ -58,7 +58,8 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--option", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
                    help="format option; repeat. Unknown options are errors (see formats below)")
     p.add_argument("--out", type=Path, default=Path("artifacts"), help="folder that receives artifact directories")
-    p.add_argument("--name", default=None, help="artifact directory name (default <ckpt>-<fusion>-<HxW>-<precision>-<format>)")
+    p.add_argument("--name", default=None, help="artifact directory name (default <ckpt>-<fusion>-<HxW>[-dynamic]-<precision>-<format>; "
+                   "with --target all, NAME-<format>)")
     p.set_defaults(func=run_cli)
 
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
+from edgeclick.runtimes.coreml import METADATA_KEYS, check_package_metadata, spec_sizes
 
 from edgeclick import contract
 from edgeclick.model.config import ModelConfig
-from edgeclick.runtimes.coreml import METADATA_KEYS, check_package_metadata, spec_sizes
 
 from .formats import ExportValidationError
 

@@ -130,10 +130,11 @@ FORMATS: dict[str, Format] = {
     "coreml": Format(
         name="coreml",
         suffix=".mlpackage",
-        # CoreML traces with static scale factors (coremltools 9 + torch.jit.trace): fixed sizes only.
-        options={"compute_units": "ALL", "minimum_deployment_target": "iOS16"},
+        # Mirrors export/coreml.py's CoreMLOptions; dynamic = enumerated sizes (encoder; decoder from iOS 18).
+        options={"minimum_deployment_target": "iOS17", "enumerated_sizes": None, "numeric_check": True,
+                 "fp32_clicks": True},
         precisions=PRECISIONS,
-        dynamic=False,
+        dynamic=True,
         needs=("coremltools==9.0", "macOS for prediction"),
         exporter="edgeclick.export.coreml:export_coreml",
     ),

@@ -17,8 +17,9 @@ it, and callers report the numeric check as skipped rather than guess.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch

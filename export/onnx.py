@@ -23,7 +23,7 @@ from edgeclick import contract
 from edgeclick.model.ritm import ClickModel
 from edgeclick.model.split import model_graph_specs, split_model
 
-from .formats import ExportRequest, ExportResult, ExportValidationError, check_exportable
+from .formats import PRECISIONS, ExportRequest, ExportResult, ExportValidationError, check_exportable
 from .validation import TensorInfo, check_structure, check_values, reference_feeds, validation_sizes
 
 MIN_OPSET = 17
@@ -51,13 +51,13 @@ def export_onnx_graphs(model: ClickModel, size: tuple[int, int], work_dir: Path,
     contract.check_size(*size)
     check_exportable(model)
     if opset < MIN_OPSET:
-        raise ValueError(f"opset {opset} is below {MIN_OPSET}, the lowest edgeclick exports (Resize/LayerNorm semantics)")
+        raise ValueError(f"opset {opset} is below {MIN_OPSET}, the lowest edgeclick exports and validates")
     if exporter not in EXPORTERS:
         raise ValueError(f"ONNX exporter {exporter!r} is not one of {list(EXPORTERS)}")
     if dynamic and exporter == "dynamo":
         raise ValueError("dynamic H/W needs exporter=torchscript: the dynamo path here exports static shapes only")
-    if precision not in contract.TOLERANCES or precision == "int8":
-        raise ValueError(f"ONNX export precision must be 'fp32' or 'fp16', got {precision!r} (int8 is calibration's job)")
+    if precision not in PRECISIONS:
+        raise ValueError(f"ONNX export precision must be one of {list(PRECISIONS)}, got {precision!r} (int8 is calibration's job)")
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     model = model.eval()
@@ -253,11 +253,6 @@ def _set_metadata(proto: onnx.ModelProto, entries: dict[str, str]) -> None:
     proto.metadata_props.extend(kept)
     for key, value in entries.items():
         proto.metadata_props.add(key=key, value=value)
-
-
-def read_metadata(path: Path) -> dict[str, str]:
-    """An ONNX file's metadata_props as a dict."""
-    return {p.key: p.value for p in onnx.load_model(path, load_external_data=False).metadata_props}
 
 
 def _op_counts(path: Path) -> dict[str, int]:

@@ -11,6 +11,7 @@ TensorRT) gets those files published under a manifest marked `"complete": false`
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import platform
@@ -106,8 +107,10 @@ def export(checkpoint: str | Path, target: str, *, size: tuple[int, int] = contr
     for fmt in formats:
         default = artifact_name(checkpoint, model.config.fusion, size, precision, fmt.name, dynamic)
         art_name = default if name is None else (f"{name}-{fmt.name}" if target == ALL else name)
+        # Each format of "all" gets its own copy: an exporter may patch modules while tracing.
+        fmt_model = copy.deepcopy(model) if len(formats) > 1 else model
         try:
-            written.append(export_format(fmt, checkpoint, model, ckpt_sha, size=size, precision=precision, dynamic=dynamic,
+            written.append(export_format(fmt, checkpoint, fmt_model, ckpt_sha, size=size, precision=precision, dynamic=dynamic,
                                          options=per_format[fmt.name], out_root=out_root, name=art_name))
         except Exception as exc:  # "all" goes on past any format's failure and reports them together
             if target != ALL:

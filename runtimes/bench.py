@@ -370,21 +370,27 @@ class RaplMeter:
     def joules(self, start: Sequence[int], end: Sequence[int]) -> float:
         """Energy between two readings (J); a counter that wrapped once is unwrapped with its range."""
         total = 0
-        for s, e, r in zip(start, end, self._ranges):
+        for s, e, r in zip(start, end, self._ranges, strict=True):
             total += e - s if e >= s else e + (r - s) + 1  # wraps from max_energy_range_uj to 0
         return total / 1e6
+
+    def start(self) -> list[int]:
+        return self.read()
+
+    def stop(self, token: list[int]) -> float:
+        """Joules since `start`."""
+        return self.joules(token, self.read())
 
 
 class PowermetricsMeter:
     """Package energy on macOS from `powermetrics --samplers cpu_power` (root only), sampled every 100 ms.
 
-    Energy = mean of the sampled CPU power × duration. Not verified on a Mac in this project.
+    Energy = mean sampled power × duration, using "Combined Power" (CPU + GPU + ANE) when the tool prints
+    it, else "CPU Power". Not verified on a Mac in this project.
     """
 
     def __init__(self) -> None:
         self.reason = ""
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log = ""
         if shutil.which("powermetrics") is None:
             self.reason = "unavailable: powermetrics not found"
         elif os.geteuid() != 0:
@@ -394,26 +400,27 @@ class PowermetricsMeter:
     def available(self) -> bool:
         return not self.reason
 
-    def read(self) -> list[int]:
-        # Start sampling; the "reading" is the start time, the energy comes from the samples at the end.
-        fd, self._log = tempfile.mkstemp(suffix=".powermetrics")
+    def start(self) -> tuple[subprocess.Popen[bytes], str, float]:
+        """Start sampling; the token is (process, log file, start time)."""
+        fd, log = tempfile.mkstemp(suffix=".powermetrics")
         os.close(fd)
-        self._proc = subprocess.Popen(["powermetrics", "--samplers", "cpu_power", "-i", "100", "-o", self._log],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return [time.perf_counter_ns()]
+        proc = subprocess.Popen(["powermetrics", "--samplers", "cpu_power", "-i", "100", "-o", log],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return proc, log, time.perf_counter()
 
-    def joules(self, start: Sequence[int], end: Sequence[int]) -> float:
+    def stop(self, token: tuple[subprocess.Popen[bytes], str, float]) -> float:
+        """Stop sampling; joules since `start` (NaN when no sample was written)."""
         import re
 
-        assert self._proc is not None
-        self._proc.terminate()
-        self._proc.wait(timeout=10)
-        text = Path(self._log).read_text(errors="replace")
-        Path(self._log).unlink(missing_ok=True)
-        mw = [float(v) for v in re.findall(r"(?:Combined|CPU) Power[^:]*:\s*([0-9.]+)\s*mW", text)]
-        if not mw:
-            return math.nan
-        return float(np.mean(mw)) / 1e3 * (end[0] - start[0]) / 1e9
+        proc, log, started = token
+        seconds = time.perf_counter() - started
+        proc.terminate()
+        proc.wait(timeout=10)
+        text = Path(log).read_text(errors="replace")
+        Path(log).unlink(missing_ok=True)
+        mw = [float(v) for v in re.findall(r"Combined Power[^:]*:\s*([0-9.]+)\s*mW", text)]
+        mw = mw or [float(v) for v in re.findall(r"CPU Power[^:]*:\s*([0-9.]+)\s*mW", text)]
+        return float(np.mean(mw)) / 1e3 * seconds if mw else math.nan
 
 
 def energy_meter() -> RaplMeter | PowermetricsMeter:
@@ -506,7 +513,7 @@ def _load_backend(target: BenchTarget, threads: int) -> tuple[Any, bool, float]:
 
 def _timed(fn: Callable[[int], Any], n: int, meter: Any | None = None) -> tuple[list[float], float, float | str]:
     """Run fn(0..n-1); return per-call wall seconds, process CPU seconds over all calls, energy (J or reason)."""
-    energy_start = meter.read() if meter is not None and meter.available else None
+    energy_start = meter.start() if meter is not None and meter.available else None
     cpu0 = time.process_time()
     walls = []
     for i in range(n):
@@ -516,7 +523,7 @@ def _timed(fn: Callable[[int], Any], n: int, meter: Any | None = None) -> tuple[
     cpu = time.process_time() - cpu0
     energy: float | str = meter.reason if meter is not None and not meter.available else "unavailable: not measured"
     if energy_start is not None:
-        energy = meter.joules(energy_start, meter.read())
+        energy = meter.stop(energy_start)
     return walls, cpu, energy
 
 
@@ -524,7 +531,7 @@ def _sustained(run_click: Callable[[int], Any], rate: float, seconds: float, cor
     """Run clicks on a fixed schedule (slot i starts at i/rate); a late click starts at once, none are dropped."""
     period = 1.0 / rate
     n = max(1, round(seconds * rate))
-    energy_start = meter.read() if meter.available else None
+    energy_start = meter.start() if meter.available else None
     cpu0 = time.process_time()
     start = time.perf_counter()
     walls, missed, worst_late = [], 0, 0.0
@@ -548,7 +555,7 @@ def _sustained(run_click: Callable[[int], Any], rate: float, seconds: float, cor
     wall = time.perf_counter() - start
     cpu = time.process_time() - cpu0
     if energy_start is not None:
-        joules = meter.joules(energy_start, meter.read())
+        joules = meter.stop(energy_start)
         energy_click: float | str = joules / n
         power: float | str = joules / wall
     else:
@@ -745,7 +752,7 @@ def plot_latency(report: BenchReport) -> bytes:
     x = np.arange(len(threads))
     graphs: tuple[tuple[str, Callable[[RunResult], Latency], str], ...] = (
         (contract.ENCODER, lambda r: r.encoder, "per image"), (contract.DECODER, lambda r: r.decoder, "per click"))
-    for ax, (graph, latency, unit) in zip(axes, graphs):
+    for ax, (graph, latency, unit) in zip(axes, graphs, strict=True):
         for j, label in enumerate(labels):
             p50, p99 = [], []
             for n in threads:
@@ -753,7 +760,7 @@ def plot_latency(report: BenchReport) -> bytes:
                 p50.append(latency(r).p50_ms if r else math.nan)
                 p99.append(latency(r).p99_ms if r else math.nan)
             # Plain float lists: matplotlib's errorbar warns on numpy arrays of length 1.
-            whisker = [0.0 if math.isnan(b - a) else float(b - a) for a, b in zip(p50, p99)]
+            whisker = [0.0 if math.isnan(b - a) else float(b - a) for a, b in zip(p50, p99, strict=True)]
             ax.bar(x + (j - (len(labels) - 1) / 2) * width, p50, width, label=label,
                    yerr=[[0.0] * len(p50), whisker], capsize=3)
         ax.set_xticks(x, [f"{n} thread{'s' if n > 1 else ''}" for n in threads])

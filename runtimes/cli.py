@@ -11,10 +11,11 @@ input size. This module is glue: the measuring lives in parity.py and bench.py.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # keep `edgeclick --help` free of torch / onnxruntime imports
     from edgeclick.data.sample import Sample
@@ -94,6 +95,12 @@ def load_samples(data: Path, fmt: str, count: int) -> list["Sample"]:
     return samples
 
 
+def _progress(total: int) -> Callable[[Any], None]:
+    """on_sample callback printing "[i/total] name" to stderr."""
+    count = itertools.count(1)
+    return lambda result: print(f"  [{next(count)}/{total}] {result.name}", file=sys.stderr, flush=True)
+
+
 def _out_dir(out: Path | None, default_root: str, name: str, several: bool) -> Path:
     base = out if out is not None else Path(default_root)
     return base / name if (several or out is None) else base
@@ -126,14 +133,8 @@ def run_parity_cli(args: argparse.Namespace) -> int:
               f"{args.clicks} clicks vs torch over {source.checkpoint}", file=sys.stderr, flush=True)
         settings = {"artifact": str(artifact_dir), "format": source.manifest.format, "checkpoint": str(source.checkpoint),
                     "data": str(args.data), "samples": len(samples), "clicks_per_sample": args.clicks}
-        done = [0]
-
-        def progress(result: Any) -> None:
-            done[0] += 1
-            print(f"  [{done[0]}/{len(samples)}] {result.name}", file=sys.stderr, flush=True)
-
         report = run_parity(references[key], candidate, samples, args.clicks, source.manifest.precision,
-                            settings=settings, on_sample=progress)
+                            settings=settings, on_sample=_progress(len(samples)))
         files = write_parity_report(report, _out_dir(args.out, "reports/parity", name, several))
         s = report.summary()
         print(f"{name}: {'PASS' if report.passed else 'FAIL'} — max |Δlogit| {s['max_abs_logit']:.3g}, mask IoU mean "
@@ -169,7 +170,7 @@ def bench_targets(artifacts: list[Path], checkpoint: Path | None) -> list[Any]:
                                        files={"checkpoint": s.checkpoint.stat().st_size})
     targets = list(anchors.values())
     seen: set[str] = {t.label for t in targets}
-    for artifact_dir, s in zip(artifacts, sources):
+    for artifact_dir, s in zip(artifacts, sources, strict=True):
         label = s.manifest.name
         while label in seen:
             label += "'"

@@ -185,10 +185,10 @@ def test_rapl_sums_packages_and_unwraps(tmp_path: Path) -> None:
     pkg1 = _zone(tmp_path, "intel-rapl:1", 10_000_000, 1_000_000_000)
     meter = RaplMeter(tmp_path)
     assert meter.available and [z.name for z in meter.zones] == ["intel-rapl:0", "intel-rapl:1"]
-    start = meter.read()
+    token = meter.start()
     (pkg0 / "energy_uj").write_text("499999\n")  # wrapped: 1e9 − 999e6 + 499999 + 1 µJ = 1.5 J
     (pkg1 / "energy_uj").write_text("12000000\n")  # +2 J
-    assert meter.joules(start, meter.read()) == pytest.approx(3.5)
+    assert meter.stop(token) == pytest.approx(3.5)
 
 
 def test_rapl_unavailable_says_why(tmp_path: Path) -> None:

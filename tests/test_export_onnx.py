@@ -284,3 +284,28 @@ def test_reference_feeds_are_deterministic_and_realistic() -> None:
     assert (labels[3:] == contract.LABEL_PADDING).all()
     prev = a[contract.PREV_MASK]
     assert 0 <= prev.min() < 0.05 and 0.95 < prev.max() <= 1 and 0.05 < prev.mean() < 0.5
+
+
+# -- exporter choice -----------------------------------------------------------------------------------------
+
+def test_dynamo_exporter_is_static_only(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "artifacts"
+    with pytest.raises(ValueError, match="dynamic H/W needs exporter=torchscript"):
+        run.export(checkpoints["late"], "onnx", size=SIZE, dynamic=True, options={"exporter": "dynamo"}, out_root=out)
+    with pytest.raises(ValueError, match="ONNX exporter 'jit' is not one of"):
+        run.export(checkpoints["late"], "onnx", size=SIZE, options={"exporter": "jit"}, out_root=out)
+    with pytest.raises(ValueError, match="opset 16 is below 17"):
+        run.export(checkpoints["late"], "onnx", size=SIZE, options={"opset": "16"}, out_root=out)
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_dynamo_exporter_writes_single_files_that_match_torch(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    [art] = run.export(checkpoints["early_conv"], "onnx", size=SIZE, options={"exporter": "dynamo", "opset": 18},
+                       out_root=tmp_path)
+    assert sorted(p.name for p in art.iterdir()) == ["decoder.onnx", "encoder.onnx", MANIFEST_NAME]
+    manifest = read_manifest(art)
+    assert manifest.metadata["exporter"] == "dynamo" and manifest.validation["max_abs_logit"] <= 1e-3
+    feeds = _feeds(SIZE, seed=2)
+    ours, ref = _end_to_end(OrtBackend(art), feeds), _end_to_end(_torch_backend(checkpoints["early_conv"]), feeds)
+    assert np.abs(ours - ref).max() <= 1e-3

@@ -288,3 +288,16 @@ def test_graph_specs_from_manifest_match_the_model(fusion: str, adapter: str | N
     monkeypatch.setattr(run, "load_exporter", lambda fmt: _writing_exporter())
     [art] = run.export(ckpt, "fake", size=SIZE, out_root=tmp_path / "a")
     assert graph_specs_from_manifest(read_manifest(art)) == model_graph_specs(model)
+
+
+@pytest.mark.parametrize("fmt,module,cls", [("trt", "edgeclick.export.tensorrt", "TensorRTOptions"),
+                                            ("coreml", "edgeclick.export.coreml", "CoreMLOptions")])
+def test_table_defaults_equal_the_exporters_own_options(fmt: str, module: str, cls: str) -> None:
+    """The table is what the CLI validates against; the exporter's options class is what runs."""
+    import dataclasses
+    import importlib
+
+    options_cls = getattr(pytest.importorskip(module), cls)
+    assert {f.name: f.default for f in dataclasses.fields(options_cls)} == FORMATS[fmt].options
+    options_cls.from_dict(resolve_options(FORMATS[fmt], None))  # the defaults pass the exporter's own checks
+    assert importlib.import_module(module) is not None

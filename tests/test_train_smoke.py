@@ -147,3 +147,16 @@ def test_adapter_run_keeps_base_frozen_and_in_eval(tmp_path: Path) -> None:
     assert changed and changed <= set(module.trainable_names)
     assert any("lora_B" in k for k in changed) and "up.weight" in changed
     assert (tmp_path / "run" / "best.adapter.pt").is_file() and (tmp_path / "run" / "last.adapter.pt").is_file()
+
+
+def test_bf16_mixed_precision_runs_on_cpu(tmp_path: Path) -> None:
+    """The autocast path (losses and clicks in float32, weights saved float32) works end to end."""
+    from edgeclick.train.loop import fit
+
+    cfg = load_config(TINY, [f"out_dir={tmp_path / 'run'}", "max_steps=2", "val.every=2", "batch_size=2",
+                             "trainer.precision=bf16-mixed"])
+    fit(cfg)
+    payload = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert all(t.dtype != torch.bfloat16 for t in payload["state_dict"].values())
+    assert payload["meta"]["val/noc90"] is not None and 1 <= payload["meta"]["val/noc90"] <= cfg.val.max_clicks
+

@@ -3,8 +3,9 @@
     python -m edgeclick.train.bench_steps --config train/configs/reference_base_w18s.yaml --steps 20 [key=value ...]
 
 Runs `steps` optimizer steps through the real Trainer (validation off, files in a temporary folder) and
-prints JSON: mean / median seconds per step over the steps after the first (warm-up), the data-loading
-share of it, and the config's projected wall time (max_steps × mean, plus validation not included).
+prints JSON: mean / median wall seconds per step over the steps after the first (warm-up), the CPU
+seconds of the training process per step (all its threads; on a shared machine the wall time inflates,
+the CPU time much less), the wait for data, and the projected wall time of max_steps (validation excluded).
 Steps vary with the 0..max_num_next_clicks simulated clicks (each an extra forward pass without
 gradient), so the mean over enough steps is the number to size a run with.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,18 +33,24 @@ class StepTimer(L.Callback):
 
     def __init__(self) -> None:
         self.step: list[float] = []
+        self.cpu: list[float] = []
         self.data: list[float] = []
         self._start = 0.0
+        self._cpu_start = 0.0
         self._end: float | None = None
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         self._start = time.perf_counter()
+        self._cpu_start = time.process_time()
         if self._end is not None:
             self.data.append(self._start - self._end)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._end = time.perf_counter()
         self.step.append(self._end - self._start)
+        self.cpu.append(time.process_time() - self._cpu_start)
+        data = f", data wait {self.data[-1]:.2f} s" if self.data else ""
+        print(f"step {len(self.step)}: {self.step[-1]:.2f} s wall, {self.cpu[-1]:.2f} s CPU{data}", file=sys.stderr, flush=True)
 
 
 def bench(config: str | Path, steps: int, overrides: list[str]) -> dict[str, Any]:
@@ -65,6 +73,7 @@ def bench(config: str | Path, steps: int, overrides: list[str]) -> dict[str, Any
         "lora": cfg.lora is not None, "crop_size": list(cfg.data.crop_size), "batch_size": cfg.batch_size,
         "threads": torch.get_num_threads(), "steps_timed": len(compute),
         "compute_s_per_step_mean": statistics.mean(compute), "compute_s_per_step_median": statistics.median(compute),
+        "cpu_s_per_step_mean": statistics.mean(timer.cpu[1:] or timer.cpu),
         "data_s_per_step_mean": statistics.mean(data), "s_per_step_mean": mean,
         "projected_minutes_for_max_steps": mean * load_config(config, overrides).max_steps / 60.0,
     }

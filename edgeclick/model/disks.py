@@ -37,9 +37,10 @@ def click_disks(clicks: torch.Tensor, height: int, width: int, radius: float, sc
     rows = torch.ceil(y - radius).unsqueeze(-1) + torch.arange(k, dtype=dtype, device=clicks.device)  # B×N×K
     dy2 = (rows - y.unsqueeze(-1)) ** 2  # B×N×K
     dx2 = (torch.arange(width, dtype=dtype, device=clicks.device) - x.unsqueeze(-1)) ** 2  # B×N×W
-    spans = (dy2.unsqueeze(-1) + dx2.unsqueeze(2) <= radius**2).to(dtype)  # B×N×K×W
+    spans = (dy2.unsqueeze(-1) + dx2.unsqueeze(2) <= radius**2).to(dtype).reshape(b, 1, n * k, width)  # B×1×NK×W
     row_onehot = (rows.unsqueeze(-1) == torch.arange(height, dtype=dtype, device=clicks.device)).to(dtype)  # B×N×K×H
     is_label = torch.stack([label == LABEL_POSITIVE, label == LABEL_NEGATIVE], dim=1).to(dtype)  # B×2×N
-    spans = spans.unsqueeze(1) * is_label.view(b, 2, n, 1, 1)  # B×2×N×K×W
-    hits = torch.matmul(row_onehot.reshape(b, 1, n * k, height).transpose(2, 3), spans.reshape(b, 2, n * k, width))
-    return (hits > 0).to(dtype)  # B×2×H×W
+    # Tensors stay ≤ 4-D: CoreML's Neural Engine does not take 5-D ones.
+    is_label = is_label.unsqueeze(-1).expand(b, 2, n, k).reshape(b, 2, n * k, 1)  # B×2×NK×1
+    hits = torch.matmul(row_onehot.reshape(b, 1, n * k, height).transpose(2, 3), spans * is_label)  # B×2×H×W counts
+    return (hits > 0).to(dtype)

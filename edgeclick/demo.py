@@ -1,0 +1,154 @@
+"""`edgeclick demo` (`make demo`): the whole deployment path on real images, in a few minutes.
+
+1. checkpoint: the one given, else the bundled reference model, else an untrained hrnet18s (said loudly:
+   its masks are meaningless, its timings are real);
+2. export it to ONNX and CoreML (`edgeclick export`);
+3. parity of every artifact that can run here against PyTorch, with RITM click sessions on GrabCut
+   samples (`edgeclick parity`);
+4. latency / CPU / memory of the runnable artifacts against the eager PyTorch anchor (`edgeclick bench`);
+5. one summary table.
+Reports land under reports/demo/.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from edgeclick import contract
+
+BUNDLED = Path(__file__).resolve().parents[1] / "models" / "reference" / "hrnet18s_late_reference.pt"
+DEFAULT_DATA = Path("../shared/data/grabcut")
+
+
+def _checkpoint(args: argparse.Namespace, work: Path) -> tuple[Path, str]:
+    """The checkpoint to demo and a note on where it came from."""
+    if args.checkpoint is not None:
+        return args.checkpoint, "given"
+    if BUNDLED.is_file():
+        return BUNDLED, "bundled reference model"
+    import torch
+
+    from edgeclick.model import create_model
+    from edgeclick.model.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    path = save_checkpoint(create_model("hrnet18s", fusion="late"), work / "hrnet18s_late_untrained.pt",
+                           meta={"source": "demo", "trained": False})
+    print("NOTE: no --checkpoint and no bundled reference model (models/reference/) yet: using an UNTRAINED\n"
+          "      hrnet18s late-fusion model. Masks are meaningless; export, parity plumbing and timings are real.",
+          file=sys.stderr)
+    return path, "untrained hrnet18s (no reference model bundled yet)"
+
+
+def _export(checkpoint: Path, size: tuple[int, int], out: Path) -> tuple[list[Path], list[str]]:
+    """Export to ONNX and CoreML; return the artifacts written and one line per format that failed."""
+    from edgeclick.export.run import export
+
+    artifacts, problems = [], []
+    for target in ("onnx", "coreml"):
+        start = time.perf_counter()
+        try:
+            artifacts += export(checkpoint, target, size=size, out_root=out)
+            print(f"exported {target} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+        except Exception as exc:  # the demo goes on and reports what failed
+            problems.append(f"{target}: {exc}")
+    return artifacts, problems
+
+
+def _runnable(artifact: Path) -> bool:
+    """Whether this machine can run the artifact (CoreML predicts on macOS only)."""
+    from edgeclick.export.manifest import read_manifest
+
+    return read_manifest(artifact).format != "coreml" or sys.platform == "darwin"
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgeclick.runtimes.bench import BenchConfig, run_bench, write_bench_report
+    from edgeclick.runtimes.cli import bench_targets, load_samples, open_artifact, resolve_source
+    from edgeclick.runtimes.parity import run_parity, write_parity_report
+    from edgeclick.runtimes.torch_ref import TorchBackend
+
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint, origin = _checkpoint(args, out)
+    artifacts, problems = _export(checkpoint, args.size, out / "artifacts")
+    runnable = [a for a in artifacts if _runnable(a)]
+    skipped = [f"{a.name}: spec checked at export; prediction needs macOS" for a in artifacts if a not in runnable]
+
+    rows: list[dict[str, Any]] = []
+    samples = load_samples(args.data, "auto", args.samples) if args.data.is_dir() else []
+    if not samples:
+        problems.append(f"parity skipped: no dataset at {args.data} (pass --data)")
+    for artifact in runnable:
+        source = resolve_source(artifact)
+        row: dict[str, Any] = {"artifact": artifact.name}
+        if samples:
+            reference = TorchBackend.from_checkpoint(source.checkpoint, source.manifest.size)
+            report = run_parity(reference, open_artifact(artifact), samples, args.clicks, source.manifest.precision)
+            write_parity_report(report, out / "parity" / artifact.name)
+            summary = report.summary()
+            row.update(parity="pass" if report.passed else "FAIL", max_dlogit=summary.get("max_abs_logit"),
+                       min_mask_iou=summary.get("min_mask_iou"), noc90_diff=summary.get("noc90_difference"))
+        rows.append(row)
+
+    bench = None
+    if runnable:
+        config = BenchConfig(warmup=2, runs=args.runs, sustain_seconds=args.sustain_seconds, threads=(args.threads,))
+        bench = run_bench(bench_targets(runnable, None), config, progress=lambda m: print(m, file=sys.stderr, flush=True))
+        write_bench_report(bench, out / "bench")
+        for row in rows:
+            result = bench.result(row["artifact"], args.threads)
+            anchor = bench.result("torch", args.threads)
+            if result is not None:
+                row.update(encoder_ms=result.encoder.p50_ms, decoder_ms=result.decoder.p50_ms,
+                           peak_rss_mb=result.peak_rss_mb, cpu_ms_per_click=result.cpu_s_per_click * 1e3)
+            if anchor is not None:
+                row.update(torch_encoder_ms=anchor.encoder.p50_ms, torch_decoder_ms=anchor.decoder.p50_ms)
+
+    print(summary_table(checkpoint, origin, args, rows, skipped, problems))
+    return 0 if not problems and all(r.get("parity", "pass") == "pass" for r in rows) else 1
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def summary_table(checkpoint: Path, origin: str, args: argparse.Namespace, rows: list[dict[str, Any]],
+                  skipped: list[str], problems: list[str]) -> str:
+    lines = [
+        "",
+        f"edgeclick demo — checkpoint {checkpoint.name} ({origin}), input {args.size[0]}x{args.size[1]}, "
+        f"{args.samples} samples × {args.clicks} clicks from {args.data}, {args.threads} threads",
+        "",
+        "| artifact | parity | max |Δlogit| | min mask IoU | ΔNoC@90 | enc p50 ms (torch) | dec p50 ms/click (torch) | CPU ms/click | peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['artifact']} | {r.get('parity', '-')} | {_fmt(r.get('max_dlogit'), '.2e')} | {_fmt(r.get('min_mask_iou'), '.4f')} "
+            f"| {_fmt(r.get('noc90_diff'), '+.2f')} | {_fmt(r.get('encoder_ms'), '.0f')} ({_fmt(r.get('torch_encoder_ms'), '.0f')}) "
+            f"| {_fmt(r.get('decoder_ms'), '.1f')} ({_fmt(r.get('torch_decoder_ms'), '.1f')}) | {_fmt(r.get('cpu_ms_per_click'), '.1f')} "
+            f"| {_fmt(r.get('peak_rss_mb'), '.0f')} |")
+    lines += [f"- not run here: {s}" for s in skipped]
+    lines += [f"- problem: {p}" for p in problems]
+    lines.append(f"reports: {args.out}/parity, {args.out}/bench; artifacts: {args.out}/artifacts")
+    return "\n".join(lines)
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    from edgeclick.cli import parse_size
+
+    p = subparsers.add_parser("demo", help="export → parity on real images → bench, with one summary table")
+    p.add_argument("--checkpoint", type=Path, default=None, help="edgeclick checkpoint (default: bundled reference model)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="dataset folder for parity (default: %(default)s)")
+    p.add_argument("--size", type=parse_size, default=contract.DEFAULT_SIZE, help="model input HxW (default 640x960)")
+    p.add_argument("--samples", type=int, default=3)
+    p.add_argument("--clicks", type=int, default=10)
+    p.add_argument("--runs", type=int, default=10, help="timed runs per graph in the bench")
+    p.add_argument("--sustain-seconds", type=float, default=10.0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, default=Path("reports/demo"))
+    p.set_defaults(func=run)
