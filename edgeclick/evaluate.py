@@ -7,6 +7,7 @@ sharding (rank r takes samples r::world_size, rank 0 gathers); `edgeclick.report
 from __future__ import annotations
 
 import argparse
+import collections
 import itertools
 import os
 import sys
@@ -242,6 +243,17 @@ def _work(item: tuple[int, Sample]) -> tuple[SampleResult, Preview]:
     return evaluate_sample(sample, _WORKER_STATE["predictor"], index=index, **_WORKER_STATE["options"])
 
 
+def _in_order(pool: Any, items: Iterable[tuple[int, Sample]], depth: int) -> Iterator[tuple[SampleResult, Preview]]:
+    """Results of `_work` over `items` in order, with at most `depth` tasks submitted ahead."""
+    pending: collections.deque[Any] = collections.deque()
+    for item in items:
+        pending.append(pool.apply_async(_work, (item,)))
+        if len(pending) >= depth:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
+
+
 def evaluate_indexed(
     items: Iterable[tuple[int, Sample]],
     predictor_factory: Callable[[], Predictor],
@@ -280,9 +292,14 @@ def evaluate_indexed(
             import multiprocessing
 
             threads = max(1, (os.cpu_count() or 1) // workers)
-            context = multiprocessing.get_context("spawn")
-            with context.Pool(workers, _init_worker, (predictor_factory, options, threads)) as pool:
-                collect(pool.imap(_work, items, chunksize=1))
+            pool = multiprocessing.get_context("spawn").Pool(workers, _init_worker, (predictor_factory, options, threads))
+            try:
+                collect(_in_order(pool, items, depth=2 * workers))
+            finally:
+                # close + join, never terminate: Pool.terminate can deadlock while its task feeder is
+                # blocked on the queue (seen with a failing worker); at most `depth` tasks are in flight.
+                pool.close()
+                pool.join()
     finally:
         bar.close()
     results.sort(key=lambda r: r.index)

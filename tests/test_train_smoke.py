@@ -160,3 +160,39 @@ def test_bf16_mixed_precision_runs_on_cpu(tmp_path: Path) -> None:
     assert all(t.dtype != torch.bfloat16 for t in payload["state_dict"].values())
     assert payload["meta"]["val/noc90"] is not None and 1 <= payload["meta"]["val/noc90"] <= cfg.val.max_clicks
 
+
+class _FirstDraw:
+    """A numpy Generator stand-in whose first integers() call returns `first` (the number of simulated clicks)."""
+
+    def __init__(self, first: int, rng: np.random.Generator) -> None:
+        self.first: int | None = first
+        self.rng = rng
+
+    def integers(self, *args: Any, **kwargs: Any) -> Any:
+        if self.first is not None:
+            value, self.first = self.first, None
+            return value
+        return self.rng.integers(*args, **kwargs)
+
+
+def test_simulated_clicks_extend_rows_without_touching_the_model(tmp_path: Path) -> None:
+    """RITM's simulation: n clicks from the model's own errors, eval mode, no grad, prev mask fed back."""
+    from edgeclick.train.data import build_datasets
+
+    cfg = load_config(TINY, [f"out_dir={tmp_path}", "max_num_next_clicks=3"])
+    torch.manual_seed(0)
+    module = ClickTrainer(cfg)
+    train_ds, _ = build_datasets(cfg.data)
+    items = [train_ds[i] for i in range(2)]
+    batch = {k: torch.stack([it[k] for it in items]) for k in items[0]}
+    module.model.train()
+    stats = {k: v.clone() for k, v in module.model.state_dict().items() if "running" in k}
+    module.rng = _FirstDraw(2, np.random.default_rng(0))  # type: ignore[assignment]
+    clicks, prev, n = module.simulate_clicks(batch["rgb"], batch["gt"], batch["points"])
+    assert n == 2
+    added = (clicks[..., 2] != -1).sum(dim=1) - (batch["points"][..., 2] != -1).sum(dim=1)
+    assert added.tolist() == [2, 2]  # an untrained model errs on every sample
+    assert not prev.requires_grad and 0 < float(prev.min()) and float(prev.max()) < 1  # sigmoid probabilities
+    assert module.model.training  # mode restored
+    assert all(torch.equal(v, module.model.state_dict()[k]) for k, v in stats.items())  # eval: BN stats untouched
+

@@ -18,14 +18,16 @@ from edgeclick.train.model_card import read_summary
 
 
 def ablation_rows(rows: list[tuple[str, list[Path]]]) -> list[dict[str, Any]]:
-    """[{"label", "cells": [(noc90 IoU, noc90 Boundary IoU, n_samples) per dataset]}]."""
+    """[{"label", "cells": [(noc90 IoU, noc90 Boundary IoU, n_samples) per dataset], "max_clicks"}]."""
     out = []
     for label, folders in rows:
         cells = []
+        clicks = 20
         for folder in folders:
             s = read_summary(folder)
             cells.append((float(s["noc"]["90"]), float(s["noc_boundary"]["90"]), int(s["n_samples"])))
-        out.append({"label": label, "cells": cells})
+            clicks = int(s.get("max_clicks", 20))
+        out.append({"label": label, "cells": cells, "max_clicks": clicks})
     return out
 
 
@@ -42,7 +44,8 @@ def render_table(datasets: list[str], rows: list[dict[str, Any]]) -> str:
         cells = [f"{mark(iou, best[i][0])} / {mark(biou, best[i][1])}" for i, (iou, biou, _) in enumerate(r["cells"])]
         lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
     counts = ", ".join(f"{d}: {rows[0]['cells'][i][2]} samples" for i, d in enumerate(datasets)) if rows else ""
-    lines += ["", f"NoC@90: mean clicks to reach IoU (or Boundary IoU) 0.90, capped at 20 ({counts}). Lower is better."]
+    cap = rows[0]["max_clicks"] if rows else 20
+    lines += ["", f"NoC@90: mean clicks to reach IoU (or Boundary IoU) 0.90, capped at {cap} ({counts}). Lower is better."]
     return "\n".join(lines)
 
 

@@ -89,15 +89,15 @@ def render_card(models: list[CardModel], title: str = "edgeclick reference model
         lines.append(f"| {m.name} | `{m.checkpoint.name}` | {cfg['arch']} | {cfg['fusion']} | {adapter_text} | {lora_text} | "
                      f"{params / 1e6:.2f} M | `{sha256_file(m.checkpoint)[:16]}` |")
 
-    lines += ["", "## Results (RITM protocol: up to 20 clicks, threshold 0.49)", "",
-              "| name | dataset | samples | NoC@85 | NoC@90 | NoF@90 | NoC@85 BIoU | NoC@90 BIoU | mIoU@1 | mIoU@5 | s/click |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "## Results (RITM protocol: clicker on the larger error, threshold 0.49, NoC capped at the click budget)", "",
+              "| name | dataset | samples | clicks | NoC@85 | NoC@90 | NoF@90 | NoC@85 BIoU | NoC@90 BIoU | mIoU@1 | mIoU@5 | s/click |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in models:
         for dataset, folder in m.reports.items():
             s = read_summary(folder)
             miou = s.get("miou") or []
             lines.append(
-                f"| {m.name} | {dataset} | {s.get('n_samples')} | {_fmt(s['noc'].get('85'))} | {_fmt(s['noc'].get('90'))} | "
+                f"| {m.name} | {dataset} | {s.get('n_samples')} | {s.get('max_clicks', '–')} | {_fmt(s['noc'].get('85'))} | {_fmt(s['noc'].get('90'))} | "
                 f"{s['nof'].get('90', '–')} | {_fmt(s['noc_boundary'].get('85'))} | {_fmt(s['noc_boundary'].get('90'))} | "
                 f"{_fmt(miou[0] if miou else None, 3)} | {_fmt(miou[4] if len(miou) > 4 else None, 3)} | "
                 f"{_fmt(s.get('seconds_per_click'), 3)} |")
@@ -113,7 +113,7 @@ def render_card(models: list[CardModel], title: str = "edgeclick reference model
         optim = cfg.get("optim", {})
         lines.append(
             f"- **{m.name}** ({f['kind']}): {f['steps']} steps × batch {cfg.get('batch_size')} "
-            f"(× {cfg.get('trainer', {}).get('devices', 1)} devices); data: {_data_summary(cfg.get('data', {}))}; "
+            f"per device ({cfg.get('trainer', {}).get('devices', 1)} × {cfg.get('trainer', {}).get('num_nodes', 1)} nodes); data: {_data_summary(cfg.get('data', {}))}; "
             f"loss NFL {loss.get('nfl')} + aux BCE {loss.get('aux_bce')} + boundary {loss.get('boundary')}; "
             f"AdamW lr {optim.get('lr')} (warm-up {optim.get('warmup_steps')}, cosine), weight decay {optim.get('weight_decay')}; "
             f"iterative training with up to {cfg.get('max_num_next_clicks')} simulated clicks; "

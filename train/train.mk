@@ -20,6 +20,7 @@ GRABCUT        ?= $(EDGECLICK_DATA)/grabcut
 COCO           ?= $(EDGECLICK_DATA)/coco_mval_dev
 HOLDOUT        ?= $(RUNS)/holdout_synthetic_hr
 HOLDOUT_N      ?= 20
+ABLATION_OUT   ?= reports/ablation.md
 HOLDOUT_SIZE   ?= 1024
 TRAIN_ARGS     ?=
 ABLATION_ARGS  ?=
@@ -102,7 +103,7 @@ ablation_name  = $(word 1,$(subst :, ,$(1)))
 ablation_label = $(subst _, ,$(word 2,$(subst :, ,$(1))))
 
 ablation: $(foreach r,base $(ABLATIONS),$(RUNS)/ablation/$(r)/eval_grabcut/summary.json $(RUNS)/ablation/$(r)/eval_holdout/summary.json)
-	$(BIN)/python -m edgeclick.train.ablation --out reports/ablation.md --dataset GrabCut --dataset "Synthetic HR (held-out)" \
+	$(BIN)/python -m edgeclick.train.ablation --out $(ABLATION_OUT) --dataset GrabCut --dataset "Synthetic HR (held-out)" \
 		$(foreach r,$(ABLATION_ROWS),--row "$(call ablation_label,$(r))" \
 			$(RUNS)/ablation/$(call ablation_name,$(r))/eval_grabcut $(RUNS)/ablation/$(call ablation_name,$(r))/eval_holdout)
 
