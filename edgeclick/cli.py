@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
-from typing import Callable
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -113,24 +113,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("mask.png"))
     p.set_defaults(func=_segment)
 
-    for register in _optional_commands():
-        register(sub)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register_cli(sub)
     return parser
 
 
-def _optional_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
-    """Subcommands that live next to the code they drive (evaluation, demo, ...)."""
-    registrars = []
-    for module_name in ("edgeclick.evaluate", "edgeclick.demo", "edgeclick.train.cli", "edgeclick.export.cli",
-                        "edgeclick.runtimes.cli"):
-        try:
-            module = __import__(module_name, fromlist=["register_cli"])
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        registrars.append(module.register_cli)
-    return registrars
+# Subcommands that live next to the code they drive; each module has `register_cli(subparsers)` and keeps
+# its heavy imports (torch, onnxruntime, coremltools) inside the handlers so `--help` stays fast.
+COMMAND_MODULES: tuple[str, ...] = (
+    "edgeclick.evaluate",
+    "edgeclick.train.cli",
+    "edgeclick.export.cli",
+    "edgeclick.runtimes.cli",
+    "edgeclick.demo",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -321,6 +321,8 @@ OPS: dict[str, Callable[[dict[str, Any]], torch.Tensor]] = {
     "squeeze": lambda a: a["x"].squeeze(tuple(_ints(a["axes"]))) if a.get("axes") is not None else a["x"].squeeze(),
     "reshape": _reshape,
     "transpose": lambda a: a["x"].permute(_ints(a["perm"])),
+    "tile": lambda a: a["x"].repeat(_ints(a["reps"])),
+    "pixel_shuffle": lambda a: F.pixel_shuffle(a["x"], int(_scalar(a["upscale_factor"]))),
     "concat": lambda a: _concat(a),
     "stack": lambda a: torch.stack(list(a["values"]), dim=int(_scalar(a["axis"]))),
     "reduce_sum": _reduce(torch.sum),

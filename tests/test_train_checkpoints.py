@@ -12,7 +12,6 @@ from edgeclick.io import sha256_file
 from edgeclick.model import create_model
 from edgeclick.model.adapters import FIRST_CONV
 from edgeclick.model.checkpoint import load_checkpoint, save_checkpoint
-from edgeclick.model.config import ConvAdapterConfig, LoRAConfig
 from edgeclick.model.lora import ConvLoRA
 from edgeclick.train.checkpoints import (
     AtomicCheckpointIO,
@@ -60,7 +59,7 @@ def _adapter_module(base: Path, tmp_path: Path, *, adapter: bool, lora: bool, fi
     module = ClickTrainer(cfg)
     gen = torch.Generator().manual_seed(7)
     with torch.no_grad():  # trained-looking adapters: LoRA B and the zero-initialised convs non-zero
-        for name, p in module.model.named_parameters():
+        for p in module.model.parameters():
             if p.requires_grad:
                 p.add_(0.05 * torch.randn(p.shape, generator=gen))
     return module

@@ -9,7 +9,6 @@ is bold. A JSON copy of the numbers is written next to the Markdown file.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 

@@ -208,7 +208,7 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_coerce(args[0], v, key) for v in value)
         if args and len(args) == len(value):
-            return tuple(_coerce(a, v, key) for a, v in zip(args, value))
+            return tuple(_coerce(a, v, key) for a, v in zip(args, value, strict=True))
         return tuple(value)
     if inner is float and isinstance(value, (int, str)) and not isinstance(value, bool):
         try:
