@@ -48,3 +48,6 @@ import-ritm: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# train-reference, train-base, ablation
+include train/train.mk

@@ -425,14 +425,23 @@ class SessionFactory:
     zoom_in: bool = False
     flip: bool = False
     device: str | None = None  # None: open_session's own default
+    input_size: tuple[int, int] | None = None  # model input (H, W); None: each image at its own size (RITM)
 
     def __call__(self) -> Predictor:
         from edgeclick.runtimes.session import open_session
 
-        kwargs = {} if self.device is None else {"device": self.device}
+        kwargs: dict[str, Any] = {"input_size": self.input_size}
+        if self.device is not None:
+            kwargs["device"] = self.device
         base = open_session(self.checkpoint, **kwargs)
         mirror = open_session(self.checkpoint, **kwargs) if self.flip else None
         return wrap_predictor(base, zoom_in=self.zoom_in, flip=self.flip, mirror=mirror)
+
+
+def _size(text: str) -> tuple[int, int]:
+    from edgeclick.cli import parse_size
+
+    return parse_size(text)
 
 
 def register_cli(subparsers: Any) -> None:
@@ -453,6 +462,9 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples")
     p.add_argument("--out", default=None, help="report folder (default reports/eval/<dataset>_<checkpoint>)")
     p.add_argument("--device", default=None, help="passed to open_session (e.g. cpu, cuda); default: its own")
+    p.add_argument("--size", type=_size, default=None, metavar="HxW",
+                   help="model input size, images letterboxed into it as an exported graph sees them "
+                        "(default: each image at its own size, padded to a multiple of 32, as RITM)")
     p.set_defaults(func=run_cli)
 
 
@@ -461,7 +473,8 @@ def run_cli(args: argparse.Namespace) -> int:
     from edgeclick.data.datasets import load_dataset
 
     dataset = load_dataset(args.data, args.dataset_format)
-    factory = SessionFactory(str(args.checkpoint), zoom_in=args.zoom_in, flip=args.flip, device=args.device)
+    factory = SessionFactory(str(args.checkpoint), zoom_in=args.zoom_in, flip=args.flip, device=args.device,
+                             input_size=args.size)
     run = evaluate_dataset(dataset, factory, limit=args.limit, workers=args.workers, max_clicks=args.max_clicks)
     if run is None:  # a torchrun rank other than 0: rank 0 writes the report
         return 0
@@ -476,6 +489,7 @@ def run_cli(args: argparse.Namespace) -> int:
         "pred_threshold": PRED_THRESHOLD,
         "limit": args.limit,
         "device": args.device,
+        "input_size": list(args.size) if args.size else None,
     }
     files = write_report(run, out, dataset.name, settings=settings, skipped=run.skipped)
     summary = run.summary()

@@ -556,12 +556,13 @@ def test_cli_end_to_end_with_fake_session_and_loader(
     out = tmp_path / "rep"
     args = _parser().parse_args(
         ["evaluate", "--checkpoint", "ck.pth", "--data", "root", "--dataset-format", "grabcut", "--flip",
-         "--limit", "3", "--max-clicks", "4", "--out", str(out), "--device", "cpu"]
+         "--limit", "3", "--max-clicks", "4", "--out", str(out), "--device", "cpu", "--size", "64x96"]
     )
     assert args.func(args) == 0
     assert loaded == [("root", "grabcut")]
-    # flip: one session per image orientation; --device is passed through
-    assert opened == [("ck.pth", {"device": "cpu"}), ("ck.pth", {"device": "cpu"})]
+    # flip: one session per image orientation; --device and --size are passed through
+    expected = {"device": "cpu", "input_size": (64, 96)}
+    assert opened == [("ck.pth", expected), ("ck.pth", expected)]
     samples = json.loads((out / "samples.json").read_text())["samples"]
     assert len(samples) == 3 and all(len(s["iou"]) == 4 for s in samples)
     text = capsys.readouterr().out

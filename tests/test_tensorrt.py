@@ -159,11 +159,15 @@ def test_dynamic_commands_use_contract_bounds(tmp_path: Path, no_tensorrt: None)
     assert image_dims[0] == 1 and image_dims[3] == 3
 
 
-def test_dynamic_export_outside_contract_bounds_is_refused_early(tmp_path: Path, no_tensorrt: None) -> None:
-    request = make_request(tmp_path, size=SMALL, dynamic=True)  # 64x96 is below contract.DYNAMIC_MIN
-    with pytest.raises(ValueError, match="DYNAMIC_MIN"):
+def test_dynamic_export_below_contract_min_widens_the_profile(tmp_path: Path, no_tensorrt: None) -> None:
+    """64x96 is below contract.DYNAMIC_MIN: the profile's min drops to the export size (min <= opt <= max)."""
+    request = make_request(tmp_path, size=SMALL, dynamic=True)
+    with pytest.raises(formats.MissingRequirement):
         trt_export.export_tensorrt(request)
-    assert not list(request.work_dir.glob("*.onnx"))
+    encoder, _ = parse_script((request.work_dir / trt_export.TRTEXEC_SCRIPT).read_text())["11"]
+    lo, opt, hi = (parse_shapes(flag(encoder, k)) for k in ("minShapes", "optShapes", "maxShapes"))
+    assert lo[contract.IMAGE] == opt[contract.IMAGE] == (1, *SMALL, 3)
+    assert hi[contract.IMAGE] == (1, *contract.DYNAMIC_MAX, 3)
 
 
 @pytest.mark.parametrize("options,match", [({"fp16": True}, "unknown TensorRT export options"),
