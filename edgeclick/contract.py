@@ -66,9 +66,11 @@ class Tolerance:
     min_mean_mask_iou: float
 
 
+# fp16 and int8 are judged on masks, not logits: the error of a logit scales with its magnitude (fp16
+# spacing is 0.06 near 100, where the mask is certain anyway), so |Δlogit| is reported but not gated.
 TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(max_abs_logit=1e-3, min_mask_iou_per_click=0.999, min_mean_mask_iou=0.999),
-    "fp16": Tolerance(max_abs_logit=5e-2, min_mask_iou_per_click=0.95, min_mean_mask_iou=0.995),
+    "fp16": Tolerance(max_abs_logit=float("inf"), min_mask_iou_per_click=0.95, min_mean_mask_iou=0.995),
     "int8": Tolerance(max_abs_logit=float("inf"), min_mask_iou_per_click=0.0, min_mean_mask_iou=0.97),
 }
 

@@ -137,6 +137,7 @@ def _split_options(formats: list[Format], options: dict[str, Any], *, all_format
 def export_format(fmt: Format, checkpoint: Path, model: Any, checkpoint_sha256: str, *, size: tuple[int, int],
                   precision: str, dynamic: bool, options: dict[str, Any], out_root: Path, name: str) -> Path:
     """Export one format into `out_root/name` atomically; return that directory."""
+    out_root = Path(out_root).resolve()  # exporters return work_dir-based paths; a relative root would be joined twice
     out_root.mkdir(parents=True, exist_ok=True)
     dest = out_root / name
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.staging-", dir=out_root))

@@ -309,3 +309,12 @@ def test_dynamo_exporter_writes_single_files_that_match_torch(checkpoints: dict[
     feeds = _feeds(SIZE, seed=2)
     ours, ref = _end_to_end(OrtBackend(art), feeds), _end_to_end(_torch_backend(checkpoints["early_conv"]), feeds)
     assert np.abs(ours - ref).max() <= 1e-3
+
+
+def test_relative_out_root(checkpoints: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make export` passes a relative folder (artifacts/); the artifact must land there, complete."""
+    monkeypatch.chdir(tmp_path)
+    artifact = run.export(checkpoints["late"], "onnx", size=SIZE, out_root=Path("rel/artifacts"))[0]
+    assert artifact.resolve().parent == (tmp_path / "rel" / "artifacts").resolve()
+    manifest = read_manifest(artifact)
+    assert set(manifest.files) >= {contract.ENCODER, contract.DECODER}
