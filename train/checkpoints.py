@@ -31,7 +31,7 @@ from edgeclick import contract
 from edgeclick.io import atomic_write, sha256_file
 from edgeclick.model import build_model, merge_lora
 from edgeclick.model.adapters import ADAPTER_PATTERNS, FIRST_CONV, freeze_base
-from edgeclick.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from edgeclick.model.checkpoint import CheckpointError, load_checkpoint, load_payload, save_checkpoint
 from edgeclick.model.config import ModelConfig
 from edgeclick.model.lora import ConvLoRA
 from edgeclick.model.ritm import ClickModel
@@ -164,12 +164,7 @@ def save_adapter(
 def read_adapter(path: str | Path) -> dict[str, Any]:
     """Load and validate an adapter checkpoint's payload (tensors and plain data only)."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such adapter checkpoint")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated, not torch, or pickled objects
-        raise CheckpointError(f"{path}: cannot be read as a torch checkpoint ({exc})") from exc
+    payload = load_payload(path, "adapter checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != ADAPTER_FORMAT:
         hint = " It is a full edgeclick checkpoint: open it directly." if isinstance(payload, dict) and payload.get("format") == "edgeclick" else ""
         raise CheckpointError(f"{path}: not an edgeclick adapter checkpoint.{hint}")

@@ -35,15 +35,20 @@ def save_checkpoint(model: ClickModel, path: str | Path, meta: dict[str, Any] | 
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load and validate the payload of an edgeclick checkpoint (tensors and plain data only)."""
+def load_payload(path: str | Path, what: str = "checkpoint") -> Any:
+    """torch.load of tensors and plain data only, with errors that name the file and the problem."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        raise CheckpointError(f"{path}: no such {what} file")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated file, not a torch file, or pickled objects we refuse to run
         raise CheckpointError(f"{path}: cannot be read as a torch checkpoint ({exc})") from exc
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load and validate the payload of an edgeclick checkpoint (tensors and plain data only)."""
+    payload = load_payload(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         hint = " It looks like a RITM checkpoint: convert it with `edgeclick import-ritm`." if isinstance(payload, dict) and "config" in payload and "state_dict" in payload else ""
         raise CheckpointError(f"{path}: not an edgeclick checkpoint.{hint}")
