@@ -108,6 +108,9 @@ class OrtBackend:
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: ONNX graph missing")
             opts = session_options(threads, profile_prefix and f"{profile_prefix}_{graph}")
+            # The encoder runs once per image; its memory arena would keep its peak activations (~120 MiB
+            # of HRNet at 640x960) allocated for the process lifetime. The per-click decoder keeps its arena.
+            opts.enable_cpu_mem_arena = graph != contract.ENCODER
             session = ort.InferenceSession(str(path), sess_options=opts, providers=self.providers)
             meta = session.get_modelmeta().custom_metadata_map
             check_contract(meta.get(contract.META_CONTRACT_HASH, "<none>"), f"ONNX graph {path}")
