@@ -23,12 +23,12 @@ from edgeclick.runtimes.bench import (
     BenchConfig,
     BenchReport,
     BenchTarget,
-    RaplMeter,
     available_cores,
     parse_threads,
     run_bench,
     write_bench_report,
 )
+from edgeclick.runtimes.energy import RaplMeter
 
 SIZE = (64, 96)
 
