@@ -19,7 +19,8 @@ from typing import Any
 
 from edgeclick import contract
 
-BUNDLED = Path(__file__).resolve().parents[1] / "models" / "reference" / "hrnet18s_late_reference.pt"
+# What `make train-reference` writes (train/train.mk): the paper's model, w18s + conv adapter, LoRA merged.
+BUNDLED = Path(__file__).resolve().parents[1] / "models" / "reference" / "conv_adapter_w18s.pt"
 DEFAULT_DATA = Path("../shared/data/grabcut")
 
 
