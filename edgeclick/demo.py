@@ -19,7 +19,7 @@ from typing import Any
 
 from edgeclick import contract
 
-# What `make train-reference` writes (train/train.mk): the paper's model, w18s + conv adapter, LoRA merged.
+# What `make train-reference` writes (train/train.mk): the paper's model, w18s + conv adapter (skip, Sobel).
 BUNDLED = Path(__file__).resolve().parents[1] / "models" / "reference" / "conv_adapter_w18s.pt"
 DEFAULT_DATA = Path("../shared/data/grabcut")
 
