@@ -1,0 +1,156 @@
+"""Static int8 quantisation of an fp32 ONNX artifact into a QDQ ONNX artifact (onnxruntime.quantization).
+
+    data = collect_calibration_data(ckpt, samples, input_size=(640, 960))
+    art = quantize_onnx_artifact("artifacts/m-late-640x960-fp32-onnx", data, "artifacts/m-late-640x960-int8-onnx")
+    backend = OrtBackend(art)                      # runtimes.ort, unchanged
+
+Per graph: quant_pre_process (shape inference + basic optimisations) → quantize_static in QDQ format,
+int8 weights (per channel by default) and int8 activations, both symmetric (zero point 0: what TensorRT
+takes) → contract metadata restored → onnx.checker. The click rasteriser (nodes computing from the click
+rows only) and the nodes producing graph outputs stay float unless `keep_float` says otherwise.
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import onnx
+
+from edgeclick import contract
+from edgeclick.export.manifest import file_entries, read_manifest, write_manifest
+from edgeclick.export.onnx import META_PRECISION, click_only_nodes, graph_filename
+
+from .data import CalibrationData
+
+METHODS: tuple[str, ...] = ("minmax", "entropy", "percentile")
+PRECISION = "int8"
+
+
+def output_nodes(graph: onnx.GraphProto) -> list[str]:
+    """Names of the nodes that produce a graph output."""
+    outputs = {o.name for o in graph.output}
+    return [node.name for node in graph.node if any(o in outputs for o in node.output)]
+
+
+def default_keep_float(graph: onnx.GraphProto) -> list[str]:
+    """Nodes kept float by default: the click rasteriser and the output producers."""
+    names = click_only_nodes(graph) + output_nodes(graph)
+    return list(dict.fromkeys(names))
+
+
+def _calibrate_method(method: str):  # noqa: ANN202 - onnxruntime enum
+    from onnxruntime.quantization import CalibrationMethod
+
+    table = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+             "percentile": CalibrationMethod.Percentile}
+    if method not in table:
+        raise ValueError(f"calibration method {method!r} is not one of {list(METHODS)}")
+    return table[method]
+
+
+def quantize_graph(src: Path, dst: Path, data: CalibrationData, graph: str, *, method: str = "minmax",
+                   per_channel: bool = True, keep_float: Sequence[str] = (), default_float: bool = True,
+                   work_dir: Path | None = None) -> list[str]:
+    """Quantise one ONNX graph file `src` to QDQ `dst`; return the node names excluded (kept float)."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
+
+    calibrate_method = _calibrate_method(method)
+    work = Path(work_dir or tempfile.mkdtemp(prefix="edgeclick-quant-"))
+    pre = work / f"{graph}.pre.onnx"
+    quant_pre_process(str(src), str(pre))
+    pre_proto = onnx.load(str(pre))
+    names = {n.name for n in pre_proto.graph.node}
+    unknown = [n for n in keep_float if n not in names]
+    if unknown:
+        raise ValueError(f"{graph}: keep_float names nodes that are not in the graph: {unknown[:5]}")
+    exclude = list(dict.fromkeys((default_keep_float(pre_proto.graph) if default_float else []) + list(keep_float)))
+    inputs = [i.name for i in pre_proto.graph.input]
+    quantize_static(
+        str(pre), str(dst), data.reader(graph, inputs), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+        weight_type=QuantType.QInt8, activation_type=QuantType.QInt8, calibrate_method=calibrate_method,
+        nodes_to_exclude=exclude,
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "CalibMovingAverage": False},
+    )
+    # Restore the contract metadata (quantize_static keeps the graph, not necessarily metadata_props).
+    src_meta = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
+    src_meta[META_PRECISION] = PRECISION
+    out = onnx.load(str(dst))
+    del out.metadata_props[:]
+    for key, value in src_meta.items():
+        out.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(out, full_check=True)
+    onnx.save(out, str(dst))
+    return exclude
+
+
+def quantize_onnx_artifact(artifact_dir: str | Path, data: CalibrationData, out_dir: str | Path, *,
+                           method: str = "minmax", per_channel: bool = True, keep_float: Sequence[str] = (),
+                           graphs: Sequence[str] = (contract.ENCODER, contract.DECODER), overwrite: bool = False) -> Path:
+    """Write an int8 QDQ copy of the fp32 ONNX artifact `artifact_dir` to `out_dir`; return `out_dir`.
+
+    data: calibration feeds recorded at the artifact's size. keep_float: extra node names (of the
+        pre-processed graph) to leave unquantised; a name not in a quantised graph is an error only when
+        it is in none of them. graphs: which graphs to quantise; the others are copied fp32.
+    The manifest is the source's with precision "int8", new file hashes and the calibration in options.
+    """
+    src = read_manifest(artifact_dir)
+    if src.format != "onnx":
+        raise ValueError(f"{src.root}: a {src.format!r} artifact; int8 calibration here takes an fp32 ONNX artifact")
+    if src.precision != "fp32":
+        raise ValueError(f"{src.root}: precision {src.precision!r}; quantise the fp32 export")
+    if not src.dynamic and tuple(data.input_size) != tuple(src.size):
+        raise ValueError(f"calibration data is {data.input_size}, the artifact {src.size}; collect it at the artifact's size")
+    bad = [g for g in graphs if g not in (contract.ENCODER, contract.DECODER)]
+    if bad:
+        raise ValueError(f"unknown graph(s) {bad}; expected {contract.ENCODER!r} / {contract.DECODER!r}")
+    present = {n.name for g in graphs for n in onnx.load(str(src.path(g)), load_external_data=False).graph.node}
+    unknown = [n for n in keep_float if n not in present]
+    if unknown:
+        raise ValueError(f"keep_float names nodes in none of the graphs {list(graphs)}: {unknown[:5]}")
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} exists and is not empty (pass overwrite=True)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        files: dict[str, Path] = {}
+        excluded: dict[str, list[str]] = {}
+        work = staging / ".work"
+        work.mkdir()
+        for graph in (contract.ENCODER, contract.DECODER):
+            dst = staging / graph_filename(graph)
+            if graph in graphs:
+                excluded[graph] = _quantize_with_keep(src.path(graph), dst, data, graph, method=method,
+                                                      per_channel=per_channel, keep_float=keep_float, work=work)
+            else:
+                shutil.copy2(src.path(graph), dst)
+            files[graph] = Path(dst.name)
+        shutil.rmtree(work)
+        options = {**src.options, "calibration": {
+            "method": method, "per_channel": per_channel, "format": "QDQ", "weights": "QInt8", "activations": "QInt8",
+            "symmetric": True, "graphs": list(graphs), "keep_float": excluded, "source": str(src.root),
+            "data": data.meta}}
+        manifest = dataclasses.replace(
+            src, root=staging, name=out.name, precision=PRECISION, files=file_entries(staging, files), options=options,
+            validation={}, created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        write_manifest(manifest)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    read_manifest(out)  # hashes and contract as a runtime will check them
+    return out
+
+
+def _quantize_with_keep(src: Path, dst: Path, data: CalibrationData, graph: str, *, method: str, per_channel: bool,
+                        keep_float: Sequence[str], work: Path) -> list[str]:
+    """quantize_graph with only the keep_float names that exist in this graph's fp32 nodes."""
+    present = {n.name for n in onnx.load(str(src), load_external_data=False).graph.node}
+    mine = [n for n in keep_float if n in present]
+    return quantize_graph(src, dst, data, graph, method=method, per_channel=per_channel, keep_float=mine, work_dir=work)
