@@ -1,8 +1,12 @@
 """Shared fixtures: deterministic inputs."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+
+from .helpers import export_tiny_onnx
 
 
 @pytest.fixture
@@ -16,3 +20,9 @@ def image_u8(rng: np.random.Generator) -> np.ndarray:
     img = rng.integers(0, 120, size=(64, 96, 3), dtype=np.uint8)
     img[16:48, 30:70] = 220
     return img
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(artifact dir, checkpoint): the tiny late model exported to ONNX, shared by parity and bench tests."""
+    return export_tiny_onnx(tmp_path_factory.getbasetemp() / "tiny_onnx")

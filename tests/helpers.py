@@ -1,6 +1,8 @@
 """Test helpers: realistic random weights, click rows."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from edgeclick import contract
@@ -31,3 +33,23 @@ def click_rows(points: list[tuple[float, float, int]], n: int = contract.NUM_CLI
     for i, (x, y, label) in enumerate(points):
         rows[0, i] = torch.tensor([x, y, label], dtype=torch.float32)
     return rows
+
+
+TINY_ONNX_SIZE = (64, 96)
+
+
+def export_tiny_onnx(root: Path) -> tuple[Path, Path]:
+    """(artifact dir, checkpoint) of a randomised tiny late-fusion model exported to ONNX at 64×96.
+
+    Exported once per test session (the artifact is reused when it is already there).
+    """
+    from edgeclick.export.run import export
+    from edgeclick.model import create_model
+    from edgeclick.model.checkpoint import save_checkpoint
+
+    checkpoint = root / "tiny_late.pt"
+    artifact = root / "artifacts" / "tiny-onnx"
+    if not (artifact / "manifest.json").is_file():
+        save_checkpoint(randomize_(create_model("tiny", fusion="late"), seed=1), checkpoint)
+        export(checkpoint, "onnx", size=TINY_ONNX_SIZE, out_root=root / "artifacts", name="tiny-onnx")
+    return artifact, checkpoint

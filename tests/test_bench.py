@@ -62,13 +62,6 @@ FAKE = f"{__name__}:fake_backend"
 SLOW_DELAY = 0.15  # s per click: slower than the 10 clicks/s of the sustained run below
 
 
-@pytest.fixture(scope="session")
-def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from .test_parity import export_tiny_onnx  # torch lives there; imported only in the test process
-
-    return export_tiny_onnx(tmp_path_factory.getbasetemp() / "tiny_onnx")
-
-
 @pytest.fixture(scope="module")
 def report(tiny_onnx: tuple[Path, Path]) -> BenchReport:
     artifact, checkpoint = tiny_onnx

@@ -217,27 +217,6 @@ def test_report_files_and_worst_png(model: object, samples: list[Sample], tmp_pa
 # ---------------------------------------------------------------------------------------------------
 
 
-def export_tiny_onnx(root: Path) -> tuple[Path, Path]:
-    """(artifact dir, checkpoint) of a randomised tiny late-fusion model exported to ONNX at 64×96.
-
-    Exported once per test session (the artifact is reused when it is already there).
-    """
-    from edgeclick.export.run import export
-    from edgeclick.model.checkpoint import save_checkpoint
-
-    checkpoint = root / "tiny_late.pt"
-    artifact = root / "artifacts" / "tiny-onnx"
-    if not (artifact / "manifest.json").is_file():
-        save_checkpoint(randomize_(create_model("tiny", fusion="late"), seed=1), checkpoint)
-        export(checkpoint, "onnx", size=SIZE, out_root=root / "artifacts", name="tiny-onnx")
-    return artifact, checkpoint
-
-
-@pytest.fixture(scope="session")
-def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return export_tiny_onnx(tmp_path_factory.getbasetemp() / "tiny_onnx")
-
-
 @pytest.fixture(scope="session")
 def tiny_onnx_fp16(tiny_onnx: tuple[Path, Path]) -> Path:
     """The same checkpoint exported to ONNX in fp16."""
