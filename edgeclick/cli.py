@@ -63,6 +63,7 @@ def _segment(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
 
+    from edgeclick import contract
     from edgeclick.io import atomic_write
     from edgeclick.runtimes.session import open_session
 
@@ -75,9 +76,9 @@ def _segment(args: argparse.Namespace) -> int:
     if prob is None:
         print("no --click given", file=sys.stderr)
         return 2
-    mask = Image.fromarray(((prob > 0.49) * 255).astype(np.uint8))
+    mask = Image.fromarray(((prob > contract.PROB_THRESHOLD) * 255).astype(np.uint8))
     atomic_write(args.out, lambda p: mask.save(p, format="PNG"))
-    print(f"wrote {args.out} ({int((prob > 0.49).sum())} object pixels)")
+    print(f"wrote {args.out} ({int((prob > contract.PROB_THRESHOLD).sum())} object pixels)")
     return 0
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from edgeclick.contract import LABEL_NEGATIVE, LABEL_PADDING, LABEL_POSITIVE
+from edgeclick.contract import LABEL_NEGATIVE, LABEL_PADDING, LABEL_POSITIVE, PROB_THRESHOLD
 from edgeclick.train.distance import distance_to_zero
 
 NEGATIVE_STRATEGIES: tuple[str, ...] = ("bg", "other", "border")
@@ -146,7 +146,7 @@ def _write(rows: np.ndarray, start: int, flat: np.ndarray, width: int, label: in
 
 
 def next_training_clicks(
-    prob: Tensor, gt: Tensor, clicks: Tensor, rng: np.random.Generator, pred_thr: float = 0.49
+    prob: Tensor, gt: Tensor, clicks: Tensor, rng: np.random.Generator, pred_thr: float = PROB_THRESHOLD
 ) -> Tensor:
     """RITM trainer's get_next_points: one more click per sample from the model's current errors.
 
