@@ -11,6 +11,7 @@ encoder outputs a decoder feed needs are stored once per sample and joined back 
 """
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +125,10 @@ class CalibrationReader(_ReaderBase):  # type: ignore[misc,valid-type]
         self.graph = graph
         self.input_names = None if input_names is None else list(input_names)
         self._it: Iterator[dict[str, np.ndarray]] = data.feeds(graph)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        """Feed only items [start_index, end_index) next (onnxruntime's strided calibration calls this)."""
+        self._it = itertools.islice(self.data.feeds(self.graph), start_index, end_index)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         feeds = next(self._it, None)

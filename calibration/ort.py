@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import onnx
 
@@ -52,10 +52,21 @@ def _calibrate_method(method: str):  # noqa: ANN202 - onnxruntime enum
     return table[method]
 
 
+def calibration_stride(n: int, most: int = 8) -> int:
+    """The largest chunk size <= `most` that divides `n` feeds (onnxruntime requires an exact division)."""
+    return max(d for d in range(1, min(n, most) + 1) if n % d == 0)
+
+
 def quantize_graph(src: Path, dst: Path, data: CalibrationData, graph: str, *, method: str = "minmax",
                    per_channel: bool = True, keep_float: Sequence[str] = (), default_float: bool = True,
-                   work_dir: Path | None = None) -> list[str]:
-    """Quantise one ONNX graph file `src` to QDQ `dst`; return the node names excluded (kept float)."""
+                   work_dir: Path | None = None, op_types_to_quantize: Sequence[str] | None = None,
+                   extra_options: dict[str, Any] | None = None) -> list[str]:
+    """Quantise one ONNX graph file `src` to QDQ `dst`; return the node names excluded (kept float).
+
+    op_types_to_quantize: operator types quantize_static may quantize (None: every type it knows).
+    extra_options: quantize_static extra_options laid over the defaults below (None: the defaults only);
+        calibration/trt.py passes TensorRT's Q/DQ placement this way.
+    """
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
 
     calibrate_method = _calibrate_method(method)
@@ -69,11 +80,16 @@ def quantize_graph(src: Path, dst: Path, data: CalibrationData, graph: str, *, m
         raise ValueError(f"{graph}: keep_float names nodes that are not in the graph: {unknown[:5]}")
     exclude = list(dict.fromkeys((default_keep_float(pre_proto.graph) if default_float else []) + list(keep_float)))
     inputs = [i.name for i in pre_proto.graph.input]
+    reader = data.reader(graph, inputs)
     quantize_static(
-        str(pre), str(dst), data.reader(graph, inputs), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+        str(pre), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
         weight_type=QuantType.QInt8, activation_type=QuantType.QInt8, calibrate_method=calibrate_method,
         nodes_to_exclude=exclude,
-        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "CalibMovingAverage": False},
+        op_types_to_quantize=None if op_types_to_quantize is None else list(op_types_to_quantize),
+        # CalibStridedMinMax: collect in chunks; without it every calibrator keeps every feed's activations
+        # of every node until the end (hundreds of feeds × a full-resolution decoder do not fit in memory).
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "CalibMovingAverage": False,
+                       "CalibStridedMinMax": calibration_stride(len(reader)), **(extra_options or {})},
     )
     # Restore the contract metadata (quantize_static keeps the graph, not necessarily metadata_props).
     src_meta = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
