@@ -11,7 +11,7 @@ TARGET ?= onnx
 FUSION ?=
 PRECISION ?= fp32
 
-.PHONY: venv test test-all demo eval export bench-model import-ritm clean
+.PHONY: venv test test-all demo eval export calibrate bench-model import-ritm clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,15 @@ eval: $(STAMP)
 export: $(STAMP)
 	@test -n "$(CKPT)" || (echo "usage: make export TARGET=onnx|trt|coreml|all CKPT=model.pt [SIZE=640x960] [FUSION=late|early] [PRECISION=fp32|fp16]"; exit 2)
 	$(BIN)/edgeclick export --target $(TARGET) --checkpoint $(CKPT) --precision $(PRECISION) $(if $(SIZE),--size $(SIZE)) $(if $(FUSION),--fusion $(FUSION))
+
+# Variants of CKPT (default: the bundled reference) for TARGET, calibrated on CALIB_DATA click sessions and
+# gated on DATA: reports/calibration/<name>/calibration.md, artifacts/calibration/<name>/final/.
+CALIB_CKPT     ?= models/reference/conv_adapter_w18s.pt
+CALIB_DATA     ?= $(EDGECLICK_DATA)/coco_mval_dev
+CALIBRATE_ARGS ?=
+calibrate: $(STAMP)
+	$(BIN)/edgeclick calibrate --checkpoint $(or $(CKPT),$(CALIB_CKPT)) --target $(TARGET) --data $(DATA) \
+		--calib-data $(CALIB_DATA) $(if $(SIZE),--size $(SIZE)) $(CALIBRATE_ARGS)
 
 bench-model: $(STAMP)
 	$(BIN)/python -m edgeclick.bench_model

@@ -57,11 +57,17 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--methods", default="minmax", help="int8 calibration methods, comma-separated: minmax,entropy,percentile")
     p.add_argument("--keep-float", action="append", default=[], metavar="NODE", help="extra node kept float in int8 graphs")
     p.add_argument("--no-fp16", action="store_true", help="skip the fp16 variant")
+    p.add_argument("--search-keep-float", action="store_true",
+                   help="measure which node groups hurt masks in int8 and add an int8-<method>-mixed variant keeping them float")
+    p.add_argument("--min-gain", type=float, default=0.002,
+                   help="mean mask IoU a node group must gain to be kept float by --search-keep-float")
     p.add_argument("--threshold", type=float, default=None, help="largest ΔNoC@90 a passing variant may cost (default 0.25)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples of --data")
+    p.add_argument("--max-clicks", type=int, default=20, help="click budget of the NoC evaluation")
     p.add_argument("--workers", type=int, default=1, help="evaluation processes")
     p.add_argument("--threads", type=int, default=2, help="runtime threads for the latency measurement")
     p.add_argument("--bench-runs", type=int, default=10, help="timed runs per graph")
+    p.add_argument("--no-bench", action="store_true", help="skip the latency measurement")
     p.add_argument("--parity-samples", type=int, default=5)
     p.add_argument("--work", type=Path, default=None, help="variants folder (default artifacts/calibration/<name>)")
     p.add_argument("--out", type=Path, default=None, help="report folder (default reports/calibration/<name>)")
@@ -88,8 +94,8 @@ def resolve_plan(args: argparse.Namespace) -> "CalibrationPlan":
             raise ValueError(f"{args.artifact} is a {manifest.precision} export; calibrate from the fp32 export")
         target = args.target or manifest.format
         checkpoint, size = resolve_source(args.artifact).checkpoint, tuple(manifest.size)
-        if manifest.format == target:
-            baseline = args.artifact
+        if manifest.format == target or (target == "trt" and manifest.format == "onnx"):
+            baseline = args.artifact  # TensorRT int8 is built from the fp32 ONNX
         fusion = manifest.model["fusion"]
     else:
         if not args.checkpoint.is_file():
@@ -103,7 +109,8 @@ def resolve_plan(args: argparse.Namespace) -> "CalibrationPlan":
     work = args.work or Path("artifacts") / "calibration" / name
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     return CalibrationPlan(checkpoint, size, target, work, baseline=baseline, methods=methods,  # type: ignore[arg-type]
-                           keep_float=tuple(args.keep_float), fp16=not args.no_fp16)
+                           keep_float=tuple(args.keep_float), fp16=not args.no_fp16,
+                           search_keep_float=args.search_keep_float, min_gain=args.min_gain)
 
 
 def calibration_samples(data: Path, fmt: str, count: int, seed: int) -> list[Any]:
@@ -161,6 +168,7 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.calib_samples < 1 or args.calib_decoder_samples < 1:
         raise ValueError("--calib-samples and --calib-decoder-samples must be >= 1")
     config = GateConfig(threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold, limit=args.limit,
+                        max_clicks=args.max_clicks, bench=not args.no_bench,
                         workers=args.workers, threads=args.threads, bench_runs=args.bench_runs,
                         parity_samples=args.parity_samples)
     if not Path(args.data).is_dir():

@@ -49,6 +49,8 @@ class Variant:
             reference evaluator for CoreML on Linux) is named here and in `note`.
         bench: measure latency (False where the opener is not the real runtime, whose times would mislead).
         note: shown in the table (how it was measured, what it is).
+        publish: what `publish_final` copies when the variant passes (None: `artifact`); a proxy
+            measurement names the real deployment artifact here.
     """
 
     name: str
@@ -58,6 +60,7 @@ class Variant:
     opener: str = DEFAULT_OPENER
     bench: bool = True
     note: str = ""
+    publish: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class GateConfig:
         parity_samples / parity_clicks: the parity run (the dataset's first samples).
         bench_runs / bench_warmup / threads: latency measurement (one thread count).
         eval_threads: runtime threads per evaluation process (None: the runtime's default).
+        bench: measure latency at all (False leaves the latency columns empty).
     """
 
     threshold: float = DEFAULT_THRESHOLD
@@ -84,6 +88,7 @@ class GateConfig:
     bench_warmup: int = 2
     threads: int = 2
     eval_threads: int | None = None
+    bench: bool = True
 
     def __post_init__(self) -> None:
         if not self.threshold >= 0:
@@ -118,6 +123,7 @@ class VariantResult:
     status: str = SKIPPED
     reasons: list[str] = field(default_factory=list)
     artifact: str | None = None
+    publish: str | None = None
     size_mb: float | None = None
     encoder_ms: float | None = None
     decoder_ms: float | None = None
@@ -314,6 +320,7 @@ def run_gate(variants: Sequence[Variant], dataset: Any, config: GateConfig = Gat
         try:
             manifest = read_manifest(v.artifact)
             row.format, row.precision, row.artifact = manifest.format, manifest.precision, str(v.artifact)
+            row.publish = str(v.publish or v.artifact)
             row.size_mb = artifact_size_mb(manifest)
             log(f"calibrate: NoC of {v.name} on {getattr(dataset, 'name', 'the dataset')}")
             row.noc = noc_numbers(_evaluate(v, dataset, config, progress))
@@ -339,7 +346,7 @@ def run_gate(variants: Sequence[Variant], dataset: Any, config: GateConfig = Gat
         row = rows[v.name]
         row.status, row.reasons, row.delta_noc = judge(base_row.noc, row.noc, config.threshold, row.parity_passed,
                                                        parity_failures[v.name])
-    bench = _bench(runnable, config, log)
+    bench = _bench(runnable, config, log) if config.bench else {}
     base_bench = bench.get(baselines[0].name)
     for name, result in bench.items():
         row = rows[name]
@@ -426,8 +433,8 @@ def publish_final(report: GateReport, final_dir: str | Path) -> list[Path]:
     staging.mkdir()
     try:
         for r in report.passed():
-            assert r.artifact is not None
-            shutil.copytree(r.artifact, staging / r.name)
+            assert r.publish is not None
+            shutil.copytree(r.publish, staging / _folder_name(r.name))
         old = final.with_name(f".{final.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         if final.exists():
@@ -437,4 +444,9 @@ def publish_final(report: GateReport, final_dir: str | Path) -> list[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return [final / r.name for r in report.passed()]
+    return [final / _folder_name(r.name) for r in report.passed()]
+
+
+def _folder_name(variant: str) -> str:
+    """A variant label as a folder name ("int8-minmax Q/DQ (onnxruntime)" → "int8-minmax_Q_DQ_onnxruntime")."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in variant).replace("__", "_").strip("_")

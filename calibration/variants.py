@@ -9,6 +9,11 @@ made on this machine (TensorRT without a GPU, Core ML activation quantisation of
 `skipped` set to the reason, so the table shows it instead of silently dropping it.
 
     onnx    fp32 (baseline) · fp16 · int8-<method> per calibration method (static QDQ, calibration/ort.py)
+    trt     fp32 engine (baseline) · fp16 engine · int8-<method> engine from symmetric Q/DQ ONNX
+            (calibration/trt.py). Where TensorRT or a GPU is missing the engines are reported as skipped,
+            the fp32 ONNX in onnxruntime becomes the baseline, and each int8 Q/DQ ONNX is judged in
+            onnxruntime as an accuracy proxy (its latency is onnxruntime's, not TensorRT's); the incomplete
+            TensorRT artifact (Q/DQ ONNX + trtexec.sh, ready to build on the GPU) is what gets published.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ from edgeclick import contract
 from .data import CalibrationData
 from .gate import Variant
 
-TARGETS: tuple[str, ...] = ("onnx",)
+TARGETS: tuple[str, ...] = ("onnx", "trt")
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,11 @@ class CalibrationPlan:
         methods: onnxruntime calibration methods of the int8 variants ("minmax", "entropy", "percentile").
         keep_float: extra node names kept float in the int8 graphs.
         fp16: also make the fp16 variant.
+        search_keep_float: per method, also measure which node groups hurt masks when quantised
+            (calibration/sensitivity.py) and, when some do, add an "int8-<method>-mixed" variant keeping
+            them float; the measurements go to work_dir/sensitivity-<method>.md.
+        min_gain: mean mask IoU a group must gain to be kept float.
+        search_groups: the sensitivity.GROUPS tried (None: all of them).
     """
 
     checkpoint: Path
@@ -49,6 +59,9 @@ class CalibrationPlan:
     methods: tuple[str, ...] = ("minmax",)
     keep_float: tuple[str, ...] = ()
     fp16: bool = True
+    search_keep_float: bool = False
+    min_gain: float = 0.002
+    search_groups: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -90,11 +103,111 @@ def onnx_variants(plan: CalibrationPlan, calibration_data: Callable[[], Calibrat
         quantize_onnx_artifact(base, calibration_data(), dest, method=method, keep_float=plan.keep_float, overwrite=True)
         variants.append(Variant(name, dest, note=f"static QDQ int8 (symmetric, per-channel weights), {method} "
                                                  "calibration on recorded click sessions"))
+        if plan.search_keep_float:
+            variants.extend(_mixed_variant(plan, base, calibration_data(), method))
+    return variants
+
+
+def _mixed_variant(plan: CalibrationPlan, base: Path, data: CalibrationData, method: str) -> list[Variant]:
+    """The int8 variant with the measured harmful node groups kept float (none when no group helps)."""
+    from edgeclick.io import write_text_atomic
+
+    from .ort import quantize_onnx_artifact
+    from .sensitivity import GROUPS, chosen_nodes, effects_table, measure_groups
+
+    keep: list[str] = []
+    tables: list[str] = []
+    for graph in (contract.ENCODER, contract.DECODER):
+        effects = measure_groups(base, data, graph, method=method, groups=plan.search_groups or tuple(GROUPS))
+        tables.append(effects_table(effects, graph))
+        keep += chosen_nodes(effects, plan.min_gain)
+    chosen = [e for e in keep if e not in plan.keep_float]
+    summary = (f"kept float (gain ≥ {plan.min_gain}): {len(chosen)} nodes" if chosen else
+               f"no group gained ≥ {plan.min_gain} mean mask IoU: no mixed variant")
+    write_text_atomic(plan.work_dir / f"sensitivity-{method}.md",
+                      f"# int8 sensitivity ({method})\n\n" + "\n\n".join(tables) + f"\n\n{summary}\n")
+    if not chosen:
+        return []
+    name = f"int8-{method}-mixed"
+    dest = quantize_onnx_artifact(base, data, plan.variant_dir(name), method=method,
+                                  keep_float=tuple(plan.keep_float) + tuple(chosen), overwrite=True)
+    return [Variant(name, dest, note=f"int8-{method} with {len(chosen)} measured-sensitive nodes kept float "
+                                     f"(sensitivity-{method}.md)")]
+
+
+def qdq_onnx_artifact(trt_artifact: Path, out_dir: Path) -> Path:
+    """An onnxruntime artifact (format "onnx") holding a TensorRT artifact's Q/DQ ONNX graphs unchanged."""
+    import dataclasses
+
+    from edgeclick.export.manifest import file_entries, read_manifest, write_manifest
+    from edgeclick.export.onnx import graph_filename
+
+    src = read_manifest(trt_artifact)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    staging = out_dir.with_name(f".{out_dir.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        files = {}
+        for graph in (contract.ENCODER, contract.DECODER):
+            shutil.copy2(src.root / graph_filename(graph), staging / graph_filename(graph))
+            files[graph] = Path(graph_filename(graph))
+        write_manifest(dataclasses.replace(
+            src, root=staging, name=out_dir.name, format="onnx", complete=True, missing=None,
+            files=file_entries(staging, files), validation={},
+            options={**src.options, "proxy_for": str(trt_artifact)}))
+        staging.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def trt_variants(plan: CalibrationPlan, calibration_data: Callable[[], CalibrationData]) -> list[Variant]:
+    """TensorRT engines where TensorRT and a GPU are present; onnxruntime proxies of the Q/DQ ONNX elsewhere."""
+    from edgeclick.export.formats import MissingRequirement
+    from edgeclick.export.manifest import read_manifest
+
+    from .trt import quantize_for_tensorrt
+
+    base_onnx = plan.baseline if plan.baseline is not None else _export(plan, "onnx", "fp32", "fp32-onnx")
+    if read_manifest(base_onnx).format != "onnx":
+        raise ValueError(f"{base_onnx}: TensorRT int8 is built from the fp32 ONNX export; pass that (or --checkpoint)")
+    variants: list[Variant] = []
+    try:
+        variants.append(Variant("fp32", _export(plan, "trt", "fp32", "fp32"), baseline=True, note="TensorRT fp32 engines"))
+        no_trt = None
+    except MissingRequirement as exc:
+        no_trt = str(exc).splitlines()[0]
+        variants.append(Variant("fp32 (onnxruntime)", base_onnx, baseline=True,
+                                note=f"TensorRT unavailable here ({no_trt}): the fp32 ONNX in onnxruntime CPU is the "
+                                     "baseline the Q/DQ proxies are judged against"))
+    if plan.fp16:
+        try:
+            variants.append(Variant("fp16", _export(plan, "trt", "fp16", "fp16"), note="TensorRT fp16 engines"))
+        except MissingRequirement as exc:
+            variants.append(Variant("fp16", None, skipped=f"TensorRT engine not built: {str(exc).splitlines()[0]}"))
+    for method in plan.methods:
+        name = f"int8-{method}"
+        dest = plan.variant_dir(name)
+        try:
+            quantize_for_tensorrt(base_onnx, calibration_data(), dest, method=method, keep_float=plan.keep_float,
+                                  overwrite=True)
+            variants.append(Variant(name, dest, note=f"TensorRT int8 engines from symmetric Q/DQ ONNX ({method})"))
+        except MissingRequirement as exc:
+            variants.append(Variant(name, None, skipped=f"TensorRT engine not built: {str(exc).splitlines()[0]}"))
+            proxy = qdq_onnx_artifact(dest, plan.variant_dir(f"{name}-qdq-onnxruntime"))
+            variants.append(Variant(f"{name} Q/DQ (onnxruntime)", proxy, publish=dest,
+                                    note=f"the TensorRT Q/DQ ONNX ({method}) run by onnxruntime CPU: an accuracy proxy "
+                                         "for the engine; its latency is onnxruntime's. Passing publishes the "
+                                         "TensorRT artifact (Q/DQ ONNX + trtexec.sh) to build on the GPU"))
     return variants
 
 
 BUILDERS: dict[str, Callable[[CalibrationPlan, Callable[[], CalibrationData]], list[Variant]]] = {
     "onnx": onnx_variants,
+    "trt": trt_variants,
 }
 
 

@@ -12,6 +12,15 @@ Precision: ops whose MIL output type is fp16 are computed in float32 and rounded
 boundary ("fp16 storage, fp32 accumulation", what Core ML's GPU path does by default), so the numbers are
 an estimate of fp16 error, not the Neural Engine's exact result.
 
+Compressed programs (calibration/coreml.py): the weight ops coremltools 9 emits — iOS 16/17
+`constexpr_affine_dequantize` and `constexpr_lut_to_dense` (packed n-bit indices), iOS 18
+`constexpr_blockwise_shift_scale` and `constexpr_lut_to_dense` (typed indices, grouped/vector LUTs), and
+`constexpr_cast` — are decompressed once, when the program is loaded (Core ML too decompresses them at
+load time or on the fly; either way the weights are the same), with the formulas of coremltools' op
+definitions (`coremltools/converters/mil/mil/ops/defs/iOS16/constexpr_ops.py`, `iOS18/compression.py`),
+and rounded to the op's output type. The activation `quantize` / `dequantize` ops (iOS 17) that
+`linear_quantize_activations` inserts run per inference like any other op.
+
 Only the ops edgeclick's graphs convert to are implemented; any other op raises UnsupportedMILOp naming
 it, and callers report the numeric check as skipped rather than guess.
 """
@@ -266,6 +275,44 @@ def _gather(a: dict[str, Any]) -> torch.Tensor:
     return out.reshape(*x.shape[:axis], *indices.shape, *x.shape[axis + 1:])
 
 
+_QUANT_RANGES: dict[str, tuple[int, int]] = {"int8": (-128, 127), "uint8": (0, 255)}
+
+
+def _along_axis(param: torch.Tensor, x: torch.Tensor, axis: Any) -> torch.Tensor:
+    """A scalar or vector quantisation parameter shaped to broadcast against x along `axis` (without an
+    axis the parameter is per tensor: coremltools writes it as a scalar or a 1-element vector)."""
+    if axis is None:
+        if param.numel() != 1:
+            raise UnsupportedMILOp(f"quantisation parameter of shape {tuple(param.shape)} without an axis")
+        return param.reshape(())
+    if param.dim() == 0:
+        return param
+    shape = [1] * x.dim()
+    shape[int(_scalar(axis))] = -1
+    return param.reshape(shape)
+
+
+def _quantize(a: dict[str, Any]) -> torch.Tensor:
+    """iOS 17 quantize: clip(round(input / scale) + zero_point) into int8 / uint8 (round half to even,
+    as numpy's around in coremltools' value inference)."""
+    x, dtype = a["input"].to(torch.float32), str(_scalar(a["output_dtype"]))
+    if dtype not in _QUANT_RANGES:
+        raise UnsupportedMILOp(f"quantize to {dtype}")
+    q = torch.round(x / _along_axis(a["scale"], x, a.get("axis")))
+    if a.get("zero_point") is not None:
+        q = q + _along_axis(a["zero_point"], x, a.get("axis")).to(torch.float32)
+    low, high = _QUANT_RANGES[dtype]
+    return torch.clamp(q, low, high)
+
+
+def _dequantize(a: dict[str, Any]) -> torch.Tensor:
+    """iOS 17 dequantize: scale * (input - zero_point)."""
+    x = a["input"].to(torch.float32)
+    if a.get("zero_point") is not None:
+        x = x - _along_axis(a["zero_point"], x, a.get("axis")).to(torch.float32)
+    return x * _along_axis(a["scale"], x, a.get("axis"))
+
+
 OPS: dict[str, Callable[[dict[str, Any]], torch.Tensor]] = {
     # shape arithmetic (graphs with enumerated decoder shapes compute sizes at run time)
     "shape": lambda a: torch.tensor(list(a["x"].shape), dtype=torch.int32),
@@ -329,7 +376,114 @@ OPS: dict[str, Callable[[dict[str, Any]], torch.Tensor]] = {
     "reduce_mean": _reduce(torch.mean),
     "reduce_max": _reduce(torch.amax),
     "reduce_min": _reduce(torch.amin),
+    "quantize": _quantize,
+    "dequantize": _dequantize,
 }
+
+
+# -- compressed weights (constexpr ops) -------------------------------------------------------------------
+# Each takes its inputs' raw numpy values (every input of a constexpr op is a compile-time constant) and
+# returns the decompressed tensor in float32 (or the LUT's integer type); MILReference rounds it to the
+# op's output type once, at load.
+
+def _f32(value: Any) -> np.ndarray:
+    return np.asarray(value).astype(np.float32)
+
+
+def _along_axis_np(param: np.ndarray, rank: int, axis: int) -> np.ndarray:
+    """A scalar or vector (length data.shape[axis]) parameter reshaped to broadcast along `axis`."""
+    param = np.asarray(param)
+    if param.ndim == 0:
+        return param
+    shape = [1] * rank
+    shape[axis] = -1
+    return param.reshape(shape)
+
+
+def _affine_dequantize(a: dict[str, Any]) -> np.ndarray:
+    """iOS 16 constexpr_affine_dequantize: scale * (quantized_data - zero_point), with scalar or per-axis
+    (vector) scale and zero point."""
+    data = np.asarray(a["quantized_data"])
+    axis = int(a["axis"]) % data.ndim
+    zero_point = _along_axis_np(_f32(a["zero_point"]), data.ndim, axis)
+    scale = _along_axis_np(_f32(a["scale"]), data.ndim, axis)
+    return (data.astype(np.float32) - zero_point) * scale
+
+
+def _unpack_bits(packed: np.ndarray, nbits: int, count: int) -> np.ndarray:
+    """`count` n-bit unsigned values packed LSB first, one byte after another (iOS 16 LUT indices)."""
+    bits = np.unpackbits(np.asarray(packed, dtype=np.uint8), bitorder="little")
+    if bits.size < count * nbits:
+        raise UnsupportedMILOp(f"packed indices hold {bits.size} bits, {count} values of {nbits} bits need {count * nbits}")
+    bits = bits[: count * nbits].reshape(count, nbits).astype(np.int64)
+    return (bits << np.arange(nbits, dtype=np.int64)).sum(axis=1)
+
+
+def _block_index(indices_shape: tuple[int, ...], groups: tuple[int, ...]) -> np.ndarray:
+    """For every element of a tensor of `indices_shape`, the flat index of its block when the axes are
+    split into `groups` equal blocks (block size = dim // groups on each axis)."""
+    flat = np.zeros(indices_shape, dtype=np.int64)
+    for axis, (dim, n) in enumerate(zip(indices_shape, groups)):
+        if dim % n:
+            raise UnsupportedMILOp(f"axis {axis}: {dim} elements do not split into {n} blocks")
+        shape = [1] * len(indices_shape)
+        shape[axis] = dim
+        flat = flat * n + (np.arange(dim) // (dim // n)).reshape(shape)
+    return flat
+
+
+def _lut_to_dense(a: dict[str, Any]) -> np.ndarray:
+    """constexpr_lut_to_dense, both forms.
+
+    iOS 16/17: indices uint8[M] (n-bit values packed LSB first), lut [2^n], shape → lut[index] reshaped.
+    iOS 18: indices [d0..dk] (one value per element), lut [g0..gk, 2^n, V], optional vector_axis: each
+    element reads the LUT of its block (block size d_i / g_i); with V > 1 each index stands for V
+    consecutive elements along vector_axis.
+    """
+    lut = np.asarray(a["lut"])
+    if a.get("shape") is not None:  # iOS 16 form
+        shape = [int(v) for v in np.asarray(a["shape"]).reshape(-1)]
+        nbits = int(np.log2(lut.size))
+        return lut[_unpack_bits(a["indices"], nbits, int(np.prod(shape)))].reshape(shape)
+    indices = np.asarray(a["indices"]).astype(np.int64)
+    groups, vector = tuple(lut.shape[: indices.ndim]), int(lut.shape[-1])
+    table = lut.reshape(-1, lut.shape[-2], vector)  # [blocks, palettes, V]
+    values = table[_block_index(indices.shape, groups), indices]  # indices.shape + [V]
+    if vector == 1:
+        return values[..., 0]
+    if a.get("vector_axis") is None:
+        raise UnsupportedMILOp("constexpr_lut_to_dense with a vector LUT and no vector_axis")
+    axis = int(a["vector_axis"]) % indices.ndim
+    out_shape = list(indices.shape)
+    out_shape[axis] *= vector
+    return np.moveaxis(values, -1, axis + 1).reshape(out_shape)
+
+
+def _blockwise_shift_scale(a: dict[str, Any]) -> np.ndarray:
+    """iOS 18 constexpr_blockwise_shift_scale: scale * (data - offset), scale and offset given per block
+    (same rank as data; block size data.shape[i] / scale.shape[i])."""
+    data = np.asarray(a["data"]).astype(np.float32)
+
+    def spread(param: np.ndarray) -> np.ndarray:
+        for axis, (dim, n) in enumerate(zip(data.shape, param.shape)):
+            if dim % n:
+                raise UnsupportedMILOp(f"constexpr_blockwise_shift_scale: axis {axis} of {dim} is not {n} blocks")
+            if n != dim:
+                param = np.repeat(param, dim // n, axis=axis)
+        return param
+
+    if a.get("offset") is not None:
+        data = data - spread(_f32(a["offset"]))
+    return spread(_f32(a["scale"])) * data
+
+
+CONSTEXPR_OPS: dict[str, Callable[[dict[str, Any]], np.ndarray]] = {
+    "constexpr_affine_dequantize": _affine_dequantize,
+    "constexpr_lut_to_dense": _lut_to_dense,
+    "constexpr_blockwise_shift_scale": _blockwise_shift_scale,
+    "constexpr_cast": lambda a: _f32(a["source_val"]),
+}
+"""Weight decompression ops (all inputs constant), evaluated once when a program is loaded."""
 
 
 def _concat(a: dict[str, Any]) -> torch.Tensor:
@@ -361,9 +515,11 @@ class MILReference:
     def __init__(self, package: str | Path) -> None:
         self.package = Path(package)
         self.function = load_program(package).functions["main"]
-        missing = sorted({op.op_type for op in self.function.operations if op.op_type != "const" and op.op_type not in OPS})
+        known = {"const", *OPS, *CONSTEXPR_OPS}
+        missing = sorted({op.op_type for op in self.function.operations if op.op_type not in known})
         if missing:
             raise UnsupportedMILOp(f"{self.package.name}: ops without a reference implementation: {missing}")
+        self.constants = materialize_constexpr(self.function)
 
     @property
     def input_names(self) -> list[str]:
@@ -376,14 +532,14 @@ class MILReference:
     @torch.inference_mode()
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """feeds by input name → outputs by output name (float32 numpy)."""
-        env: dict[str, torch.Tensor] = {}
+        env: dict[str, torch.Tensor] = dict(self.constants)
         for name, var in self.function.inputs.items():
             if name not in feeds:
                 raise KeyError(f"{self.package.name}: missing feed {name!r}; inputs are {self.input_names}")
             env[name] = self._typed(torch.from_numpy(np.ascontiguousarray(feeds[name], dtype=np.float32)), var)
         for op in self.function.operations:
-            if op.op_type == "const":
-                continue
+            if op.op_type == "const" or op.op_type in CONSTEXPR_OPS:
+                continue  # folded by coremltools / decompressed at load (self.constants)
             args = {key: self._value(arg, env) for key, arg in op.inputs.items()}
             out = OPS[op.op_type](args)
             env[op.outputs[0].name] = self._typed(out, op.outputs[0])
@@ -410,3 +566,34 @@ class MILReference:
         if dtype == "bool":
             return t.to(torch.bool)
         return t.to(torch.int32) if not t.is_floating_point() else torch.trunc(t).to(torch.int32)
+
+
+def materialize_constexpr(function: Any) -> dict[str, torch.Tensor]:
+    """Decompress every constexpr op of a MIL function: output name → tensor in the op's output type
+    (fp16 values rounded, as MILReference keeps them). Chained constexpr ops (iOS 18 joint compression,
+    e.g. an int8 LUT dequantised by constexpr_blockwise_shift_scale) read their producers' results."""
+    constants: dict[str, torch.Tensor] = {}
+    for op in function.operations:
+        if op.op_type not in CONSTEXPR_OPS:
+            continue
+        if len(op.outputs) != 1:
+            raise UnsupportedMILOp(f"{op.op_type} with {len(op.outputs)} outputs")
+        args: dict[str, Any] = {}
+        for key, var in op.inputs.items():
+            if var.val is not None:
+                args[key] = var.val
+            elif var.name in constants:
+                args[key] = constants[var.name].numpy()
+            else:
+                raise UnsupportedMILOp(f"{op.op_type} {op.outputs[0].name}: input {key} is not a constant")
+        value = np.ascontiguousarray(CONSTEXPR_OPS[op.op_type](args))
+        constants[op.outputs[0].name] = MILReference._typed(torch.from_numpy(_to_numeric(value)), op.outputs[0])
+    return constants
+
+
+def _to_numeric(value: np.ndarray) -> np.ndarray:
+    """float16/float64 → float32 and small ints → int64, so torch.from_numpy takes it."""
+    if value.dtype.kind == "f":
+        return value.astype(np.float32)
+    return value.astype(np.int64) if value.dtype.kind in "iu" else value
+

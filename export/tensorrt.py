@@ -23,6 +23,12 @@ Precision per TensorRT major version (option strongly_typed, default True):
           may then pick fp16 kernels anywhere, the fp32 click rasteriser included.
     TF32 is cleared (trtexec --noTF32) unless tf32=True: fp32 parity is gated at 1e-3 and TF32 rounds
     convolution inputs to 10-bit mantissas.
+    int8 (qdq=True only: calibration/trt.py writes the Q/DQ ONNX; this module never calibrates): explicit
+          quantization, so no calibrator on any version. 11.x and strongly typed 10.x take the Q/DQ network
+          with no precision flag (TensorRT's explicit-quantization guide: "Use explicit quantization with
+          Strong Typing. Precision-control build flags are not required and should not be specified");
+          weakly typed 10.x sets BuilderFlag.INT8 (trtexec --int8), which TensorRT's weak typing needs to
+          run any int8 kernel, the Q/DQ scales then decide where.
 """
 from __future__ import annotations
 
@@ -46,6 +52,7 @@ from .validation import TensorInfo, check_structure, check_values, validation_si
 TRTEXEC_SCRIPT = "trtexec.sh"
 TIMING_CACHE = "timing.cache"
 PRECISIONS = ("fp32", "fp16")  # int8 engines come from explicit Q/DQ ONNX (calibration/), not from here
+QDQ_PRECISION = "int8"  # what the builder accepts with qdq=True: the ONNX already carries int8 Q/DQ nodes
 SUPPORTED_MAJORS = (10, 11)
 MAX_OPTIMIZATION_LEVEL = 5
 
@@ -117,28 +124,38 @@ class PrecisionMode:
 
     network_flag_strongly_typed: pass NetworkDefinitionCreationFlag.STRONGLY_TYPED to create_network
         (10.x opt-in; on 11.x the flag is deprecated and ignored, so it is not passed).
+    int8_flag: BuilderFlag.INT8 (trtexec --int8): a weakly typed 10.x network with Q/DQ nodes only.
     """
 
     major: int
     strongly_typed: bool
     network_flag_strongly_typed: bool
     fp16_flag: bool
+    int8_flag: bool = False
 
     def trtexec_flags(self) -> list[str]:
         if self.fp16_flag:
             return ["--fp16"]
+        if self.int8_flag:
+            return ["--int8"]
         return ["--stronglyTyped"] if self.strongly_typed else []
 
 
-def precision_mode(major: int, precision: str, strongly_typed: bool = True) -> PrecisionMode:
-    """The builder settings that give `precision` on TensorRT `major` (the ONNX already carries it)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"TensorRT export precision must be one of {PRECISIONS}, got {precision!r} "
+def precision_mode(major: int, precision: str, strongly_typed: bool = True, *, qdq: bool = False) -> PrecisionMode:
+    """The builder settings that give `precision` on TensorRT `major` (the ONNX already carries it).
+
+    qdq: the ONNX holds explicit int8 Q/DQ nodes (calibration/trt.py); only then is precision "int8" taken.
+    """
+    allowed = PRECISIONS + ((QDQ_PRECISION,) if qdq else ())
+    if precision not in allowed:
+        raise ValueError(f"TensorRT export precision must be one of {allowed}, got {precision!r} "
                          "(int8 engines are built from Q/DQ ONNX by the calibration step)")
     if major >= 11:
         return PrecisionMode(major, True, False, False)
     if major == 10:
-        return PrecisionMode(major, strongly_typed, strongly_typed, precision == "fp16" and not strongly_typed)
+        weak = not strongly_typed
+        return PrecisionMode(major, strongly_typed, strongly_typed, precision == "fp16" and weak,
+                             int8_flag=precision == QDQ_PRECISION and weak)
     raise ValueError(f"TensorRT {major}.x is not supported; edgeclick needs TensorRT >= {trt_runtime.MIN_TENSORRT_MAJOR}")
 
 
@@ -210,6 +227,8 @@ def trtexec_command(plan: EnginePlan, mode: PrecisionMode, opts: TensorRTOptions
 
 
 def _major_note(mode: PrecisionMode, precision: str) -> str:
+    if precision == QDQ_PRECISION:
+        return _int8_note(mode)
     if mode.major >= 11:
         return "TensorRT 11.x: always strongly typed; precision comes from the ONNX (--fp16 no longer exists)"
     if mode.strongly_typed:
@@ -219,9 +238,21 @@ def _major_note(mode: PrecisionMode, precision: str) -> str:
             else "TensorRT 10.x: weak typing, fp32")
 
 
+def _int8_note(mode: PrecisionMode) -> str:
+    if mode.major >= 11:
+        return ("TensorRT 11.x: always strongly typed; int8 exactly where the ONNX's Q/DQ nodes are "
+                "(--int8 and --calib no longer exist)")
+    if mode.strongly_typed:
+        return ("TensorRT 10.x: strongly typed network, int8 exactly where the ONNX's Q/DQ nodes are (as on 11.x); "
+                "the weak-typing alternative replaces --stronglyTyped with --int8")
+    return "TensorRT 10.x: weak typing; --int8 enables int8 kernels, the Q/DQ nodes place them (no calibrator)"
+
+
 def trtexec_script(plans: dict[str, EnginePlan], precision: str, opts: TensorRTOptions, work_dir: Path,
-                   detected_major: int | None, header: list[str]) -> str:
-    """A POSIX sh script with both TensorRT majors' command lines, selected by its first argument."""
+                   detected_major: int | None, header: list[str], *, qdq: bool = False) -> str:
+    """A POSIX sh script with both TensorRT majors' command lines, selected by its first argument.
+
+    qdq: the ONNX graphs carry int8 Q/DQ nodes (precision "int8", see precision_mode)."""
     default = str(detected_major) if detected_major in SUPPORTED_MAJORS else ""
     lines = ["#!/bin/sh", *(f"# {line}" for line in header),
              (f"# Usage: sh {TRTEXEC_SCRIPT} 10|11   (the TensorRT major version: trtexec prints it; "
@@ -229,7 +260,7 @@ def trtexec_script(plans: dict[str, EnginePlan], precision: str, opts: TensorRTO
              f"# Default here: {default or 'none (TensorRT was not found when this was written)'}.",
              "set -eu", 'cd "$(dirname "$0")"', f'case "${{1:-{default}}}" in']
     for major in SUPPORTED_MAJORS:
-        mode = precision_mode(major, precision, opts.strongly_typed)
+        mode = precision_mode(major, precision, opts.strongly_typed, qdq=qdq)
         lines += [f"  {major})", f"    # {_major_note(mode, precision)}"]
         lines += [f"    {shlex.join(trtexec_command(plan, mode, opts, work_dir))}" for plan in plans.values()]
         lines.append("    ;;")
@@ -303,6 +334,9 @@ def build_engine(trt: ModuleType, plan: EnginePlan, spec: contract.GraphSpec, mo
     if mode.fp16_flag:
         config.set_flag(trt.BuilderFlag.FP16)
         set_flags.append("FP16")
+    if mode.int8_flag:  # weakly typed 10.x Q/DQ network; never on 11.x, where the flag no longer exists
+        config.set_flag(trt.BuilderFlag.INT8)
+        set_flags.append("INT8")
     if not opts.tf32 and hasattr(trt.BuilderFlag, "TF32"):
         config.clear_flag(trt.BuilderFlag.TF32)
     if flexible:
@@ -327,15 +361,22 @@ def build_engine(trt: ModuleType, plan: EnginePlan, spec: contract.GraphSpec, mo
 def sidecar(model: ClickModel, plan: EnginePlan, request: ExportRequest, trt_version: str, gpu: str,
             builder: dict[str, Any]) -> dict[str, Any]:
     """The JSON sidecar of one engine (keys: contract.META_* and runtimes.trt.SIDECAR_*)."""
+    return engine_sidecar(model.config.to_dict(), plan, request.size, request.dynamic, request.precision, trt_version,
+                          gpu, builder)
+
+
+def engine_sidecar(model_config: dict[str, Any], plan: EnginePlan, size: tuple[int, int], dynamic: bool,
+                   precision: str, trt_version: str, gpu: str, builder: dict[str, Any]) -> dict[str, Any]:
+    """`sidecar` from plain values: model_config is ModelConfig.to_dict(), size the (H, W) built for."""
     return {
         contract.META_CONTRACT_VERSION: contract.CONTRACT_VERSION,
         contract.META_CONTRACT_HASH: contract.contract_hash(),
-        contract.META_MODEL_CONFIG: model.config.to_dict(),
+        contract.META_MODEL_CONFIG: model_config,
         contract.META_GRAPH: plan.graph,
         trt_runtime.SIDECAR_TENSORRT_VERSION: trt_version,
-        trt_runtime.SIDECAR_INPUT_SIZE: list(request.size),
-        trt_runtime.SIDECAR_DYNAMIC: request.dynamic,
-        trt_runtime.SIDECAR_PRECISION: request.precision,
+        trt_runtime.SIDECAR_INPUT_SIZE: list(size),
+        trt_runtime.SIDECAR_DYNAMIC: dynamic,
+        trt_runtime.SIDECAR_PRECISION: precision,
         trt_runtime.SIDECAR_PROFILE: {name: {"min": list(p[0]), "opt": list(p[1]), "max": list(p[2])}
                                       for name, p in plan.profile.items()},
         trt_runtime.SIDECAR_GPU: gpu,
@@ -349,19 +390,27 @@ def build_engines(trt: ModuleType, request: ExportRequest, plans: dict[str, Engi
 
     Returns {contract.ENCODER / contract.DECODER: engine, sidecar file name: sidecar, cache name: cache}.
     """
+    return build_engine_files(trt, plans, opts, specs=model_graph_specs(request.model),
+                              model_config=request.model.config.to_dict(), size=request.size, dynamic=request.dynamic,
+                              precision=request.precision, cache_file=opts.cache_file(Path(request.work_dir)))
+
+
+def build_engine_files(trt: ModuleType, plans: dict[str, EnginePlan], opts: TensorRTOptions, *,
+                       specs: dict[str, contract.GraphSpec], model_config: dict[str, Any], size: tuple[int, int],
+                       dynamic: bool, precision: str, cache_file: Path, qdq: bool = False) -> dict[str, Path]:
+    """`build_engines` without an ExportRequest (no model object needed): what calibration/trt.py builds
+    its int8 engines with (qdq=True, precision "int8"). Same return value as build_engines."""
     import torch
 
     version = str(trt.__version__)
-    mode = precision_mode(trt_runtime.tensorrt_major(version), request.precision, opts.strongly_typed)
-    specs = model_graph_specs(request.model)
+    mode = precision_mode(trt_runtime.tensorrt_major(version), precision, opts.strongly_typed, qdq=qdq)
     gpu = torch.cuda.get_device_name(opts.device)
-    cache_file = opts.cache_file(Path(request.work_dir))
     files: dict[str, Path] = {}
     scope = torch.cuda.device(opts.device) if torch.cuda.is_available() else contextlib.nullcontext()
     with scope:
         for graph, plan in plans.items():
-            settings = build_engine(trt, plan, specs[graph], mode, opts, cache_file, request.dynamic)
-            meta = sidecar(request.model, plan, request, version, gpu, settings)
+            settings = build_engine(trt, plan, specs[graph], mode, opts, cache_file, dynamic)
+            meta = engine_sidecar(model_config, plan, size, dynamic, precision, version, gpu, settings)
             side = write_json_atomic(trt_runtime.sidecar_path(plan.engine), meta)
             files[graph], files[side.name] = plan.engine, side
     files[cache_file.name] = cache_file
