@@ -14,6 +14,11 @@ made on this machine (TensorRT without a GPU, Core ML activation quantisation of
             the fp32 ONNX in onnxruntime becomes the baseline, and each int8 Q/DQ ONNX is judged in
             onnxruntime as an accuracy proxy (its latency is onnxruntime's, not TensorRT's); the incomplete
             TensorRT artifact (Q/DQ ONNX + trtexec.sh, ready to build on the GPU) is what gets published.
+    coreml  fp32 (baseline) · fp16 · w8 / palette6 / palette4 weight compression of the fp16 package
+            (calibration/coreml.py) · w8a8 (activation calibration runs Core ML: macOS only, skipped
+            elsewhere). Off macOS every package is run by the MIL reference evaluator
+            (runtimes/coreml_reference.py: the converted program on torch kernels, not Core ML), so NoC
+            and parity are measured and latency is not.
 """
 from __future__ import annotations
 
@@ -25,9 +30,11 @@ from typing import Callable
 from edgeclick import contract
 
 from .data import CalibrationData
-from .gate import Variant
+from .gate import DEFAULT_OPENER, Variant
 
-TARGETS: tuple[str, ...] = ("onnx", "trt")
+TARGETS: tuple[str, ...] = ("onnx", "trt", "coreml")
+COREML_SCHEMES: tuple[str, ...] = ("w8", "palette6", "palette4", "w8a8")
+MIL_REFERENCE_OPENER = "edgeclick.runtimes.coreml_reference:MilReferenceBackend"
 
 
 @dataclass(frozen=True)
@@ -205,7 +212,38 @@ def trt_variants(plan: CalibrationPlan, calibration_data: Callable[[], Calibrati
     return variants
 
 
+def coreml_variants(plan: CalibrationPlan, calibration_data: Callable[[], CalibrationData]) -> list[Variant]:
+    """CoreML fp32 / fp16 exports and the compressed fp16 packages; Core ML runs them on macOS only."""
+    import sys
+
+    from .coreml import CoreMLCalibrationUnavailable, compress_coreml_artifact, get_scheme, require_coreml_prediction
+
+    on_mac = sys.platform == "darwin"
+    opener = DEFAULT_OPENER if on_mac else MIL_REFERENCE_OPENER
+    where = "Core ML" if on_mac else "MIL reference evaluator (not Core ML; no latency)"
+    base = plan.baseline if plan.baseline is not None else _export(plan, "coreml", "fp32", "fp32")
+    variants = [Variant("fp32", base, baseline=True, note=f"fp32 ML program, {where}",
+                        opener=opener, bench=on_mac)]
+    fp16 = _export(plan, "coreml", "fp16", "fp16")
+    variants.append(Variant("fp16", fp16, note=f"fp16 ML program (click arithmetic fp32), {where}",
+                            opener=opener, bench=on_mac))
+    for scheme in COREML_SCHEMES:
+        dest = plan.variant_dir(scheme)
+        needs_data = scheme == "w8a8"
+        try:
+            if needs_data:  # refused off macOS before the click sessions are recorded for nothing
+                require_coreml_prediction(get_scheme(scheme))
+            compress_coreml_artifact(fp16, dest, scheme, data=calibration_data() if needs_data else None, overwrite=True)
+        except CoreMLCalibrationUnavailable as exc:
+            variants.append(Variant(scheme, None, skipped=str(exc).splitlines()[0]))
+            continue
+        variants.append(Variant(scheme, dest, note=f"{scheme} compression of the fp16 package, {where}",
+                                opener=opener, bench=on_mac))
+    return variants
+
+
 BUILDERS: dict[str, Callable[[CalibrationPlan, Callable[[], CalibrationData]], list[Variant]]] = {
+    "coreml": coreml_variants,
     "onnx": onnx_variants,
     "trt": trt_variants,
 }

@@ -139,3 +139,27 @@ def test_trt_target_without_tensorrt_judges_qdq_proxies(tiny: dict, fp32_and_dat
     for path in final:  # a passing proxy publishes the TensorRT artifact, not the onnxruntime copy
         if "Q_DQ" in path.name:
             assert read_manifest(path).format == "trt"
+
+
+@pytest.mark.slow  # two CoreML conversions and three compressions of the tiny model: about a minute
+def test_coreml_target_runs_every_scheme_on_linux(tiny: dict, tmp_path: Path) -> None:
+    import sys
+
+    if sys.platform == "darwin":
+        pytest.skip("covers the Linux path (MIL reference evaluator, w8a8 skipped)")
+    plan = CalibrationPlan(tiny["ckpt"], SIZE, "coreml", tmp_path)
+    def no_data() -> CalibrationData:
+        raise AssertionError("weight-only schemes need no calibration data; w8a8 is refused before it is asked for")
+
+    variants = build_variants(plan, no_data)
+    by_name = {v.name: v for v in variants}
+    assert list(by_name) == ["fp32", "fp16", "w8", "palette6", "palette4", "w8a8"]
+    assert by_name["w8a8"].skipped and "macOS" in by_name["w8a8"].skipped
+    assert all(v.opener.endswith("MilReferenceBackend") and not v.bench for v in variants if v.skipped is None)
+    report = run_gate(variants, tiny["samples"], GateConfig(max_clicks=3, parity_samples=2, parity_clicks=3),
+                      progress=False, log=lambda _: None)
+    rows = {r.name: r for r in report.rows}
+    assert rows["fp32"].status == BASELINE and rows["fp32"].mask_iou_mean == pytest.approx(1.0, abs=1e-3)
+    for name in ("fp16", "w8", "palette6", "palette4"):
+        assert rows[name].noc and rows[name].mask_iou_mean is not None and rows[name].encoder_ms is None
+    assert rows["w8"].size_mb < rows["fp16"].size_mb < rows["fp32"].size_mb
