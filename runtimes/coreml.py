@@ -138,6 +138,16 @@ def require_macos() -> None:
         )
 
 
+def check_package_feeds(artifact: "CoreMLArtifact", graph: str, feeds: dict[str, np.ndarray]) -> tuple[int, int]:
+    """The feeds' model input size (H, W), checked against the contract and the sizes `graph`'s package accepts."""
+    size = check_feeds(artifact.graphs[graph], feeds)
+    accepted = artifact.packages[graph].sizes
+    if size not in accepted:
+        raise ValueError(f"{graph}: model input {size[0]}x{size[1]} is not one this package accepts {accepted}; "
+                         "letterbox to the artifact's input_size (Session does)")
+    return size
+
+
 class CoreMLBackend:
     """Backend protocol over an exported CoreML artifact, predicting with Core ML (macOS only).
 
@@ -165,11 +175,7 @@ class CoreMLBackend:
     def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run `graph` (contract.ENCODER / contract.DECODER) on contract-named feeds; outputs float32 by name."""
         spec = self.graphs[graph]
-        size = check_feeds(spec, feeds)
-        accepted = self.artifact.packages[graph].sizes
-        if size not in accepted:
-            raise ValueError(f"{graph}: model input {size[0]}x{size[1]} is not one this package accepts {accepted}; "
-                             "letterbox to the artifact's input_size (Session does)")
+        check_package_feeds(self.artifact, graph, feeds)
         if graph == contract.ENCODER:
             from PIL import Image
 

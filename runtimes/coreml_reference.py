@@ -21,8 +21,7 @@ import numpy as np
 
 from edgeclick import contract
 
-from .backend import check_feeds
-from .coreml import read_artifact
+from .coreml import check_package_feeds, read_artifact
 
 NAME = "mil-reference"
 """Backend.name: says in reports that the numbers come from the MIL reference evaluator, not Core ML."""
@@ -52,11 +51,7 @@ class MilReferenceBackend:
     def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run `graph` (contract.ENCODER / contract.DECODER) on contract-named feeds; outputs float32 by name."""
         spec = self.graphs[graph]
-        size = check_feeds(spec, feeds)
-        accepted = self.artifact.packages[graph].sizes
-        if size not in accepted:
-            raise ValueError(f"{graph}: model input {size[0]}x{size[1]} is not one this package accepts {accepted}; "
-                             "letterbox to the artifact's input_size (Session does)")
+        check_package_feeds(self.artifact, graph, feeds)
         outputs = self._run(graph, {name: feeds[name] for name in spec.input_names()})
         return {name: np.asarray(outputs[name], dtype=np.float32) for name in spec.output_names()}
 
