@@ -76,10 +76,11 @@ def register_cli(subparsers: Any) -> None:
 
 def resolve_plan(args: argparse.Namespace) -> "CalibrationPlan":
     """The checkpoint, size, target and folders from ARTIFACT_DIR or --checkpoint."""
-    from edgeclick import contract
     from edgeclick.export.manifest import read_manifest
-    from edgeclick.model.checkpoint import load_payload
     from edgeclick.runtimes.cli import resolve_source
+
+    from edgeclick import contract
+    from edgeclick.model.checkpoint import load_payload
 
     from .variants import TARGETS, CalibrationPlan
 
@@ -162,7 +163,13 @@ def run_cli(args: argparse.Namespace) -> int:
     """Handler of `edgeclick calibrate`."""
     from edgeclick.data.datasets import load_dataset
 
-    from .gate import DEFAULT_THRESHOLD, GateConfig, publish_final, run_gate, write_gate_report
+    from .gate import (
+        DEFAULT_THRESHOLD,
+        GateConfig,
+        publish_final,
+        run_gate,
+        write_gate_report,
+    )
     from .variants import build_variants
 
     if args.calib_samples < 1 or args.calib_decoder_samples < 1:

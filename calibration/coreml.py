@@ -419,7 +419,7 @@ def _require_tools(scheme: Scheme) -> Any:
     ct = _require_coremltools()
     if scheme.method == "palettize":
         try:
-            import sklearn
+            import sklearn  # noqa: F401 - a presence check
         except ImportError as exc:
             raise MissingRequirement(f"{scheme.name} palettizes with k-means, which coremltools runs with scikit-learn "
                                      f"(pip install scikit-learn): {exc}") from exc

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+from edgeclick.runtimes.backend import Backend
+from edgeclick.runtimes.session import Session
 
 from edgeclick import contract
 from edgeclick.clicks import Clicker
 from edgeclick.data.sample import Sample
 from edgeclick.io import atomic_write
-from edgeclick.runtimes.backend import Backend
-from edgeclick.runtimes.session import Session
 
 _META_KEY = "__meta__"
 

@@ -243,7 +243,13 @@ def _parity(variant: Variant, manifest: Any, samples: Sequence[Any], config: Gat
 def _bench(variants: Sequence[Variant], config: GateConfig, log: Callable[[str], None]) -> dict[str, Any]:
     """p50 latency of each benchable variant, every one compared to the baseline in the same run."""
     from edgeclick.export.manifest import read_manifest
-    from edgeclick.runtimes.bench import ARTIFACT, FACTORY, BenchConfig, BenchTarget, run_bench
+    from edgeclick.runtimes.bench import (
+        ARTIFACT,
+        FACTORY,
+        BenchConfig,
+        BenchTarget,
+        run_bench,
+    )
 
     runnable = [v for v in variants if v.bench and v.skipped is None and v.artifact is not None]
     base = next((v for v in runnable if v.baseline), None)
@@ -396,11 +402,11 @@ def markdown_table(report: GateReport) -> str:
 def _markdown(report: GateReport) -> str:
     c = report.config
     lines = [f"# Calibration gate — {report.dataset}", "",
-             f"A variant passes when ΔNoC@90 (IoU) ≤ {c.threshold:g} clicks against the fp32 baseline and its parity "
+             (f"A variant passes when ΔNoC@90 (IoU) ≤ {c.threshold:g} clicks against the fp32 baseline and its parity "
              f"gate (contract tolerances for its precision, {c.parity_samples} samples × {c.parity_clicks} clicks against "
              f"PyTorch fp32) holds. NoC over {'all' if c.limit is None else f'the first {c.limit}'} samples, "
              f"{c.max_clicks} clicks. Latency: p50 of {c.bench_runs} runs, {c.threads} thread(s), each graph in a fresh "
-             "process; (×) is the ratio to the baseline in the same bench run.", "", markdown_table(report), ""]
+             "process; (×) is the ratio to the baseline in the same bench run."), "", markdown_table(report), ""]
     notes = [f"- **{r.name}**: {r.note}" for r in report.rows if r.note]
     reasons = [f"- **{r.name}** ({r.status}): " + "; ".join(r.reasons) for r in report.rows if r.reasons]
     if notes:

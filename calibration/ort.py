@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import onnx
-
-from edgeclick import contract
 from edgeclick.export.manifest import file_entries, read_manifest, write_manifest
 from edgeclick.export.onnx import META_PRECISION, click_only_nodes, graph_filename
+
+from edgeclick import contract
 
 from .data import CalibrationData
 
@@ -47,7 +47,7 @@ def default_keep_float(graph: onnx.GraphProto) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _calibrate_method(method: str):  # noqa: ANN202 - onnxruntime enum
+def _calibrate_method(method: str):
     from onnxruntime.quantization import CalibrationMethod
 
     table = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -72,7 +72,12 @@ def quantize_graph(src: Path, dst: Path, data: CalibrationData, graph: str, *, m
     extra_options: quantize_static extra_options laid over the defaults below (None: the defaults only);
         calibration/trt.py passes TensorRT's Q/DQ placement this way.
     """
-    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
+    from onnxruntime.quantization import (
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
 
     calibrate_method = _calibrate_method(method)
     work = Path(work_dir or tempfile.mkdtemp(prefix="edgeclick-quant-"))

@@ -67,15 +67,22 @@ from typing import Any, Sequence
 
 import numpy as np
 import onnx
+from edgeclick.export import tensorrt as trt_export
+from edgeclick.export.formats import MissingRequirement
+from edgeclick.export.manifest import (
+    Manifest,
+    file_entries,
+    read_manifest,
+    write_manifest,
+)
+from edgeclick.export.onnx import graph_filename
+from edgeclick.export.run import (
+    _publish,  # the export stage's atomic replace of an artifact directory
+)
+from edgeclick.runtimes import trt as trt_runtime
 from onnx import numpy_helper
 
 from edgeclick import contract
-from edgeclick.export import tensorrt as trt_export
-from edgeclick.export.formats import MissingRequirement
-from edgeclick.export.manifest import Manifest, file_entries, read_manifest, write_manifest
-from edgeclick.export.onnx import graph_filename
-from edgeclick.export.run import _publish  # the export stage's atomic replace of an artifact directory
-from edgeclick.runtimes import trt as trt_runtime
 
 from .data import CalibrationData
 from .ort import METHODS, PRECISION, quantize_graph

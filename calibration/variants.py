@@ -216,7 +216,12 @@ def coreml_variants(plan: CalibrationPlan, calibration_data: Callable[[], Calibr
     """CoreML fp32 / fp16 exports and the compressed fp16 packages; Core ML runs them on macOS only."""
     import sys
 
-    from .coreml import CoreMLCalibrationUnavailable, compress_coreml_artifact, get_scheme, require_coreml_prediction
+    from .coreml import (
+        CoreMLCalibrationUnavailable,
+        compress_coreml_artifact,
+        get_scheme,
+        require_coreml_prediction,
+    )
 
     on_mac = sys.platform == "darwin"
     opener = DEFAULT_OPENER if on_mac else MIL_REFERENCE_OPENER

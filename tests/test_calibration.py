@@ -6,20 +6,20 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import numpy_helper
-
-from edgeclick import contract
 from edgeclick.calibration.data import CalibrationData, collect_calibration_data
 from edgeclick.calibration.ort import quantize_onnx_artifact
-from edgeclick.data.sample import Sample
 from edgeclick.export import run
 from edgeclick.export.onnx import click_only_nodes
-from edgeclick.model import create_model
-from edgeclick.model.checkpoint import save_checkpoint
 from edgeclick.runtimes.artifact import open_backend
 from edgeclick.runtimes.ort import OrtBackend
 from edgeclick.runtimes.session import Session
 from edgeclick.runtimes.torch_ref import TorchBackend
+from onnx import numpy_helper
+
+from edgeclick import contract
+from edgeclick.data.sample import Sample
+from edgeclick.model import create_model
+from edgeclick.model.checkpoint import save_checkpoint
 
 from .helpers import randomize_
 

@@ -6,16 +6,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from edgeclick.calibration.data import CalibrationData, collect_calibration_data
+from edgeclick.calibration.gate import (
+    BASELINE,
+    SKIPPED,
+    GateConfig,
+    publish_final,
+    run_gate,
+)
+from edgeclick.calibration.sensitivity import GroupEffect, chosen_nodes, measure_groups
+from edgeclick.calibration.variants import CalibrationPlan, build_variants
+from edgeclick.export import run
+from edgeclick.export.manifest import read_manifest
 from PIL import Image
 
 from edgeclick import contract
-from edgeclick.calibration.data import CalibrationData, collect_calibration_data
-from edgeclick.calibration.gate import BASELINE, SKIPPED, GateConfig, publish_final, run_gate
-from edgeclick.calibration.sensitivity import GroupEffect, chosen_nodes, measure_groups
-from edgeclick.calibration.variants import CalibrationPlan, build_variants
 from edgeclick.cli import main
-from edgeclick.export import run
-from edgeclick.export.manifest import read_manifest
 from edgeclick.model import create_model
 from edgeclick.model.checkpoint import save_checkpoint
 

@@ -9,9 +9,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import numpy_helper
-
-from edgeclick import contract
 from edgeclick.calibration.data import collect_calibration_data
 from edgeclick.calibration.gate import (
     BASELINE,
@@ -29,6 +26,9 @@ from edgeclick.calibration.gate import (
 from edgeclick.calibration.ort import calibration_stride, quantize_onnx_artifact
 from edgeclick.export import run
 from edgeclick.export.manifest import file_entries, read_manifest, write_manifest
+from onnx import numpy_helper
+
+from edgeclick import contract
 from edgeclick.model import create_model
 from edgeclick.model.checkpoint import save_checkpoint
 

@@ -25,9 +25,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from onnx import helper, numpy_helper
-
-from edgeclick import contract
 from edgeclick.calibration import trt as ctrt
 from edgeclick.calibration.data import CalibrationData, collect_calibration_data
 from edgeclick.export import tensorrt as trt_export
@@ -37,6 +34,9 @@ from edgeclick.export.onnx import META_PRECISION
 from edgeclick.runtimes import trt as trt_runtime
 from edgeclick.runtimes.artifact import open_backend
 from edgeclick.runtimes.ort import OrtBackend
+from onnx import helper, numpy_helper
+
+from edgeclick import contract
 
 from .helpers import TINY_ONNX_SIZE, randomize_
 from .test_calibration import _sample
@@ -199,6 +199,7 @@ def test_int8_masks_follow_fp32(setup: dict[str, Any]) -> None:
 def test_conv_transpose_weights_per_output_channel(tmp_path: Path, no_tensorrt: None) -> None:
     """The conv adapter's transposed conv (weight Cin x Cout/g x k x k) is quantized on axis 1."""
     from edgeclick.export.run import export
+
     from edgeclick.model import create_model
     from edgeclick.model.checkpoint import save_checkpoint
 
