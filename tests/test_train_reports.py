@@ -69,3 +69,21 @@ def test_holdout_set_reads_back_as_hq(tmp_path: Path) -> None:
         ref = expected[i]
         np.testing.assert_array_equal(got.image, ref.image)
         np.testing.assert_array_equal(got.gt, (ref.gt == 1).astype(np.int8))
+
+
+def test_training_wall_seconds_adds_up_resumed_processes(tmp_path: Path) -> None:
+    import time
+
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    from edgeclick.train.model_card import training_wall_seconds
+
+    assert training_wall_seconds(None) is None and training_wall_seconds(tmp_path / "none") is None
+    for process in ("first", "resumed"):  # each process of a resumed run writes its own event file
+        writer = EventFileWriter(str(tmp_path / "run" / "tensorboard" / process))
+        start = time.time()  # the writer's own first event carries the current time
+        for step, offset in enumerate((30.0, 120.0)):
+            writer.add_event(Event(wall_time=start + offset, step=step))
+        writer.close()
+    assert training_wall_seconds(tmp_path / "run") == pytest.approx(240.0, abs=2.0)

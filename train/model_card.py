@@ -54,6 +54,24 @@ def training_facts(meta: dict[str, Any]) -> dict[str, Any]:
     return {"kind": meta.get("source", "unknown"), "steps": None, "config": {}, "base_sha256": None, "val_noc90": None}
 
 
+def training_wall_seconds(out_dir: str | Path | None) -> float | None:
+    """Wall time of a training run from its TensorBoard event files: Σ over files (one per process, so
+    resumed runs add up) of last − first event time. None when the run folder or its events are gone."""
+    if not out_dir:
+        return None
+    files = sorted(Path(out_dir).glob("tensorboard/**/events.out.tfevents.*"))
+    if not files:
+        return None
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    total = 0.0
+    for path in files:
+        times = [event.wall_time for event in EventFileLoader(str(path)).Load()]
+        if times:
+            total += max(times) - min(times)
+    return total
+
+
 def _data_summary(data: dict[str, Any]) -> str:
     parts = []
     if data.get("synthetic"):
@@ -111,8 +129,10 @@ def render_card(models: list[CardModel], title: str = "edgeclick reference model
             continue
         loss = cfg.get("loss", {})
         optim = cfg.get("optim", {})
+        seconds = training_wall_seconds(cfg.get("out_dir"))
+        wall = "–" if seconds is None else f"{seconds / 60:.0f} min"
         lines.append(
-            f"- **{m.name}** ({f['kind']}): {f['steps']} steps × batch {cfg.get('batch_size')} "
+            f"- **{m.name}** ({f['kind']}): {f['steps']} steps × batch {cfg.get('batch_size')} in {wall} of wall time "
             f"per device ({cfg.get('trainer', {}).get('devices', 1)} × {cfg.get('trainer', {}).get('num_nodes', 1)} nodes); data: {_data_summary(cfg.get('data', {}))}; "
             f"loss NFL {loss.get('nfl')} + aux BCE {loss.get('aux_bce')} + boundary {loss.get('boundary')}; "
             f"AdamW lr {optim.get('lr')} (warm-up {optim.get('warmup_steps')}, cosine), weight decay {optim.get('weight_decay')}; "
