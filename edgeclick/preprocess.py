@@ -62,6 +62,9 @@ class Letterbox:
     def mask(self, prob: np.ndarray) -> np.ndarray:
         """h×w float probabilities → 1×1×H×W float32 (zeros in the padding)."""
         t = _resize(torch.from_numpy(np.asarray(prob, dtype=np.float32))[None, None], self.resized)
+        # Interpolation weights sum to 1 only up to float32 rounding: a confident 0/1 mask comes back with
+        # values like 1.0000001, which the decoder's prev_mask check (rightly) refuses.
+        t = t.clamp(0.0, 1.0)
         out = np.zeros((1, 1, *self.target), dtype=np.float32)
         out[..., : self.resized[0], : self.resized[1]] = t.numpy()
         return out
