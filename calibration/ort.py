@@ -5,8 +5,15 @@
     backend = OrtBackend(art)                      # runtimes.ort, unchanged
 
 Per graph: quant_pre_process (shape inference + basic optimisations) → quantize_static in QDQ format,
-int8 weights (per channel by default) and int8 activations, both symmetric (zero point 0: what TensorRT
-takes) → contract metadata restored → onnx.checker. The click rasteriser (nodes computing from the click
+symmetric int8 weights (per channel by default) and activations as `activations` says → contract
+metadata restored → onnx.checker.
+
+Activations: "uint8" (asymmetric, the default for onnxruntime on CPU) or "int8" (symmetric, zero point 0:
+what TensorRT takes; calibration/trt.py uses it). Measured on w18s late at 640×960, 2 threads: the
+"int8" encoder ran 1.4–1.75× *slower* than fp32 in onnxruntime, "uint8" 1.7–2.1× faster. With symmetric
+activations a Relu after a Conv cannot be folded into the output's Q (the int8 range keeps negatives), so
+onnxruntime fuses only 56 of 145 Convs into QLinearConv and runs the rest in float behind a
+DequantizeLinear of their weights at every call; the asymmetric range absorbs the Relu. The click rasteriser (nodes computing from the click
 rows only) and the nodes producing graph outputs stay float unless `keep_float` says otherwise.
 """
 from __future__ import annotations
@@ -57,6 +64,9 @@ def _calibrate_method(method: str):
     return table[method]
 
 
+ACTIVATIONS: tuple[str, ...] = ("uint8", "int8")
+
+
 def calibration_stride(n: int, most: int = 8) -> int:
     """The largest chunk size <= `most` that divides `n` feeds (onnxruntime requires an exact division)."""
     return max(d for d in range(1, min(n, most) + 1) if n % d == 0)
@@ -65,8 +75,10 @@ def calibration_stride(n: int, most: int = 8) -> int:
 def quantize_graph(src: Path, dst: Path, data: CalibrationData, graph: str, *, method: str = "minmax",
                    per_channel: bool = True, keep_float: Sequence[str] = (), default_float: bool = True,
                    work_dir: Path | None = None, op_types_to_quantize: Sequence[str] | None = None,
-                   extra_options: dict[str, Any] | None = None) -> list[str]:
+                   extra_options: dict[str, Any] | None = None, activations: str = "int8") -> list[str]:
     """Quantise one ONNX graph file `src` to QDQ `dst`; return the node names excluded (kept float).
+
+    activations: "int8" (symmetric) or "uint8" (asymmetric); see the module docstring.
 
     op_types_to_quantize: operator types quantize_static may quantize (None: every type it knows).
     extra_options: quantize_static extra_options laid over the defaults below (None: the defaults only);
@@ -80,6 +92,8 @@ def quantize_graph(src: Path, dst: Path, data: CalibrationData, graph: str, *, m
     )
 
     calibrate_method = _calibrate_method(method)
+    if activations not in ACTIVATIONS:
+        raise ValueError(f"activations {activations!r} is not one of {list(ACTIVATIONS)}")
     work = Path(work_dir or tempfile.mkdtemp(prefix="edgeclick-quant-"))
     pre = work / f"{graph}.pre.onnx"
     quant_pre_process(str(src), str(pre))
@@ -94,12 +108,13 @@ def quantize_graph(src: Path, dst: Path, data: CalibrationData, graph: str, *, m
     op_types = None if op_types_to_quantize is None else list(op_types_to_quantize)
     quantize_static(
         str(pre), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
-        weight_type=QuantType.QInt8, activation_type=QuantType.QInt8, calibrate_method=calibrate_method,
+        weight_type=QuantType.QInt8, calibrate_method=calibrate_method,
+        activation_type=QuantType.QInt8 if activations == "int8" else QuantType.QUInt8,
         nodes_to_exclude=exclude,
         op_types_to_quantize=op_types,
         # CalibStridedMinMax: collect in chunks; without it every calibrator keeps every feed's activations
         # of every node until the end (hundreds of feeds × a full-resolution decoder do not fit in memory).
-        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "CalibMovingAverage": False,
+        extra_options={"ActivationSymmetric": activations == "int8", "WeightSymmetric": True, "CalibMovingAverage": False,
                        "CalibStridedMinMax": calibration_stride(len(reader)), **(extra_options or {})},
     )
     # Restore the contract metadata (quantize_static keeps the graph, not necessarily metadata_props).
@@ -116,12 +131,14 @@ def quantize_graph(src: Path, dst: Path, data: CalibrationData, graph: str, *, m
 
 def quantize_onnx_artifact(artifact_dir: str | Path, data: CalibrationData, out_dir: str | Path, *,
                            method: str = "minmax", per_channel: bool = True, keep_float: Sequence[str] = (),
-                           graphs: Sequence[str] = (contract.ENCODER, contract.DECODER), overwrite: bool = False) -> Path:
+                           graphs: Sequence[str] = (contract.ENCODER, contract.DECODER), overwrite: bool = False,
+                           activations: str = "uint8") -> Path:
     """Write an int8 QDQ copy of the fp32 ONNX artifact `artifact_dir` to `out_dir`; return `out_dir`.
 
     data: calibration feeds recorded at the artifact's size. keep_float: extra node names (of the
         pre-processed graph) to leave unquantised; a name not in a quantised graph is an error only when
         it is in none of them. graphs: which graphs to quantise; the others are copied fp32.
+        activations: "uint8" (asymmetric; fast on onnxruntime CPU) or "int8" (symmetric).
     The manifest is the source's with precision "int8", new file hashes and the calibration in options.
     """
     src = read_manifest(artifact_dir)
@@ -152,14 +169,15 @@ def quantize_onnx_artifact(artifact_dir: str | Path, data: CalibrationData, out_
             dst = staging / graph_filename(graph)
             if graph in graphs:
                 excluded[graph] = _quantize_with_keep(src.path(graph), dst, data, graph, method=method,
-                                                      per_channel=per_channel, keep_float=keep_float, work=work)
+                                                      per_channel=per_channel, keep_float=keep_float, work=work,
+                                                      activations=activations)
             else:
                 shutil.copy2(src.path(graph), dst)
             files[graph] = Path(dst.name)
         shutil.rmtree(work)
         options = {**src.options, "calibration": {
-            "method": method, "per_channel": per_channel, "format": "QDQ", "weights": "QInt8", "activations": "QInt8",
-            "symmetric": True, "graphs": list(graphs), "keep_float": excluded, "source": str(src.root),
+            "method": method, "per_channel": per_channel, "format": "QDQ", "weights": "QInt8 symmetric",
+            "activations": "QInt8 symmetric" if activations == "int8" else "QUInt8 asymmetric", "graphs": list(graphs), "keep_float": excluded, "source": str(src.root),
             "data": data.meta}}
         manifest = dataclasses.replace(
             src, root=staging, name=out.name, precision=PRECISION, files=file_entries(staging, files), options=options,
@@ -176,8 +194,9 @@ def quantize_onnx_artifact(artifact_dir: str | Path, data: CalibrationData, out_
 
 
 def _quantize_with_keep(src: Path, dst: Path, data: CalibrationData, graph: str, *, method: str, per_channel: bool,
-                        keep_float: Sequence[str], work: Path) -> list[str]:
+                        keep_float: Sequence[str], work: Path, activations: str) -> list[str]:
     """quantize_graph with only the keep_float names that exist in this graph's fp32 nodes."""
     present = {n.name for n in onnx.load(str(src), load_external_data=False).graph.node}
     mine = [n for n in keep_float if n in present]
-    return quantize_graph(src, dst, data, graph, method=method, per_channel=per_channel, keep_float=mine, work_dir=work)
+    return quantize_graph(src, dst, data, graph, method=method, per_channel=per_channel, keep_float=mine, work_dir=work,
+                          activations=activations)

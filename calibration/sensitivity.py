@@ -107,7 +107,7 @@ def _masks(encoder: Path, decoder: Path, data: CalibrationData, feeds: Sequence[
 
 def measure_groups(artifact_dir: str | Path, data: CalibrationData, graph: str, *, method: str = "minmax",
                    groups: Sequence[str] = tuple(GROUPS), eval_feeds: int = 16,
-                   calibration_feeds: int | None = 64, seed: int = 0,
+                   calibration_feeds: int | None = 64, seed: int = 0, activations: str = "uint8",
                    log: Callable[[str], None] = lambda _: None) -> list[GroupEffect]:
     """Quantise `graph` of the fp32 ONNX artifact once per candidate group (that group float) and measure masks.
 
@@ -143,7 +143,8 @@ def measure_groups(artifact_dir: str | Path, data: CalibrationData, graph: str, 
                 continue
             log(f"sensitivity: {graph} with {name} float ({len(nodes)} nodes)")
             dst = work / f"{name}.onnx"
-            quantize_graph(src[graph], dst, trial_data, graph, method=method, keep_float=nodes, work_dir=work)
+            quantize_graph(src[graph], dst, trial_data, graph, method=method, keep_float=nodes, work_dir=work,
+                           activations=activations)
             paths = dict(src)
             paths[graph] = dst
             candidate = _masks(paths[contract.ENCODER], paths[contract.DECODER], data, feeds, graph)

@@ -108,8 +108,8 @@ def onnx_variants(plan: CalibrationPlan, calibration_data: Callable[[], Calibrat
         name = f"int8-{method}"
         dest = plan.variant_dir(name)
         quantize_onnx_artifact(base, calibration_data(), dest, method=method, keep_float=plan.keep_float, overwrite=True)
-        variants.append(Variant(name, dest, note=f"static QDQ int8 (symmetric, per-channel weights), {method} "
-                                                 "calibration on recorded click sessions"))
+        variants.append(Variant(name, dest, note=f"static QDQ: int8 symmetric per-channel weights, uint8 activations; "
+                                                 f"{method} calibration on recorded click sessions"))
         if plan.search_keep_float:
             variants.extend(_mixed_variant(plan, base, calibration_data(), method))
     return variants

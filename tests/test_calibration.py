@@ -107,10 +107,17 @@ def test_qdq_artifact_structure(setup: dict) -> None:
         onnx.checker.check_model(model, full_check=True)
         ops = [n.op_type for n in model.graph.node]
         assert "QuantizeLinear" in ops and "DequantizeLinear" in ops, graph
+        inits = {i.name for i in model.graph.initializer}
+        weights = 0
         for node in model.graph.node:
-            if node.op_type == "QuantizeLinear":  # activations: symmetric int8
+            if node.op_type == "QuantizeLinear":  # activations: asymmetric uint8 (onnxruntime CPU's fast path)
                 zp = _initializer(model, node.input[2])
+                assert zp is not None and zp.dtype == np.uint8, node.name
+            if node.op_type == "DequantizeLinear" and node.input[0] in inits and _initializer(model, node.input[0]).ndim >= 2:
+                zp = _initializer(model, node.input[2])  # weights: symmetric int8 (biases are int32)
                 assert zp is not None and zp.dtype == np.int8 and not zp.any(), node.name
+                weights += 1
+        assert weights > 0, graph
         meta = {p.key: p.value for p in model.metadata_props}
         assert meta[contract.META_CONTRACT_HASH] == contract.contract_hash() and meta[contract.META_GRAPH] == graph
 
@@ -157,3 +164,14 @@ def test_bad_requests(setup: dict, tmp_path: Path) -> None:
         quantize_onnx_artifact(setup["art"], setup["data"], tmp_path / "y", keep_float=["no-such-node"])
     with pytest.raises(FileExistsError):
         quantize_onnx_artifact(setup["art"], setup["data"], setup["int8"])
+
+
+def test_symmetric_int8_activations_on_request(setup: dict, tmp_path: Path) -> None:
+    q = quantize_onnx_artifact(setup["art"], setup["data"], tmp_path / "s8", graphs=(contract.DECODER,), activations="int8")
+    manifest = open_backend(q).manifest
+    assert manifest.options["calibration"]["activations"] == "QInt8 symmetric"
+    model = onnx.load(str(manifest.path(contract.DECODER)))
+    zps = [_initializer(model, n.input[2]) for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert zps and all(zp is not None and zp.dtype == np.int8 and not zp.any() for zp in zps)
+    with pytest.raises(ValueError, match="activations"):
+        quantize_onnx_artifact(setup["art"], setup["data"], tmp_path / "x", activations="int4")

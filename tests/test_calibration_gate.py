@@ -59,7 +59,7 @@ def test_calibration_stride_divides() -> None:
 
 
 def corrupt_scales(src: Path, dst: Path, factor: float = 25.0) -> Path:
-    """Copy an int8 artifact with every weight DequantizeLinear scale of the decoder multiplied by `factor`."""
+    """Copy an int8 artifact with every weight / bias DequantizeLinear scale of the decoder multiplied by `factor`."""
     shutil.copytree(src, dst)
     manifest = read_manifest(dst)
     path = manifest.path(contract.DECODER)
@@ -69,7 +69,9 @@ def corrupt_scales(src: Path, dst: Path, factor: float = 25.0) -> Path:
     for node in model.graph.node:
         if node.op_type == "DequantizeLinear" and node.input[0] in inits and node.input[1] in inits:
             scale = inits[node.input[1]]
-            if numpy_helper.to_array(inits[node.input[0]]).ndim == 4:  # a conv weight
+            # conv weights and their int32 biases (whose scale must stay input scale × weight scale, or
+            # onnxruntime refuses the graph instead of running it wrongly)
+            if numpy_helper.to_array(inits[node.input[0]]).ndim in (1, 4):
                 scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) * np.float32(factor), scale.name))
                 changed += 1
     assert changed > 0

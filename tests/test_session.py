@@ -152,3 +152,16 @@ def test_open_session_from_checkpoint(tmp_path, image_u8: np.ndarray) -> None:  
     ref = Session(TorchBackend(model))
     ref.set_image(image_u8)
     np.testing.assert_array_equal(s.click(40, 30, True), ref.click(40, 30, True))
+
+
+def test_letterboxed_prev_mask_stays_a_probability() -> None:
+    """Shrinking a confident 0/1 mask into the model input must not round to 1.0000001 (the decoder's
+    prev_mask check refuses that; seen when evaluating 700×1000 images at 640×960)."""
+    from edgeclick.preprocess import Letterbox
+
+    rng = np.random.default_rng(0)
+    for source in ((700, 1000), (70, 50), (321, 481)):
+        for target in ((640, 960), (64, 96)):
+            mask = (rng.random(source) > 0.5).astype(np.float32)
+            out = Letterbox.fit(source, target).mask(mask)
+            assert out.min() >= 0.0 and out.max() <= 1.0, (source, target, out.min(), out.max())
