@@ -132,12 +132,14 @@ def render_card(models: list[CardModel], title: str = "edgeclick reference model
         seconds = training_wall_seconds(cfg.get("out_dir"))
         wall = "–" if seconds is None else f"{seconds / 60:.0f} min"
         lines.append(
-            f"- **{m.name}** ({f['kind']}): {f['steps']} steps × batch {cfg.get('batch_size')} in {wall} of wall time "
-            f"per device ({cfg.get('trainer', {}).get('devices', 1)} × {cfg.get('trainer', {}).get('num_nodes', 1)} nodes); data: {_data_summary(cfg.get('data', {}))}; "
+            f"- **{m.name}** ({f['kind']}): {f['steps']} steps × batch {cfg.get('batch_size')} "
+            f"per device ({cfg.get('trainer', {}).get('devices', 1)} × {cfg.get('trainer', {}).get('num_nodes', 1)} nodes); "
+            f"the run took {wall} of wall time; data: {_data_summary(cfg.get('data', {}))}; "
             f"loss NFL {loss.get('nfl')} + aux BCE {loss.get('aux_bce')} + boundary {loss.get('boundary')}; "
             f"AdamW lr {optim.get('lr')} (warm-up {optim.get('warmup_steps')}, cosine), weight decay {optim.get('weight_decay')}; "
             f"iterative training with up to {cfg.get('max_num_next_clicks')} simulated clicks; "
-            f"best val NoC@90 (cap {cfg.get('val', {}).get('max_clicks')} clicks) {_fmt(f['val_noc90'])}"
+            f"these weights are the run's best val NoC@90 (cap {cfg.get('val', {}).get('max_clicks')} clicks, "
+            f"the earliest of ties) {_fmt(f['val_noc90'])}, at step {f['steps']}"
             + (f"; base sha256 `{str(f['base_sha256'])[:16]}`" if f["base_sha256"] else "") + ".")
 
     lines += ["", "## Intended use and limits", "",
