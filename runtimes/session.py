@@ -60,6 +60,14 @@ class _Step:
     prob: np.ndarray  # h×w at the image's own size
 
 
+def check_probabilities(prev_mask: np.ndarray) -> None:
+    """InputError unless every value of `prev_mask` is a finite probability in [0, 1]."""
+    if not np.isfinite(prev_mask).all():
+        raise InputError("prev_mask contains NaN or inf; pass probabilities in [0, 1] (or None before the first click)")
+    if prev_mask.min() < 0 or prev_mask.max() > 1:
+        raise InputError(f"prev_mask values span [{prev_mask.min():.3g}, {prev_mask.max():.3g}]; pass probabilities in [0, 1]")
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-np.clip(x, -80.0, 80.0)))).astype(np.float32)
 
@@ -124,6 +132,7 @@ class Session:
             prev_mask = np.asarray(prev_mask, dtype=np.float32)
             if prev_mask.shape != lb.source:
                 raise InputError(f"prev_mask shape {prev_mask.shape} differs from the image's {lb.source}")
+            check_probabilities(prev_mask)  # here: Letterbox.mask clamps, which would hide a wrong input
             model_prev = lb.mask(prev_mask)
         return self._decode(list(clicks), model_prev)[1]
 
@@ -152,10 +161,8 @@ class Session:
         rows = self._click_rows(clicks)
         if model_prev is None:
             model_prev = np.zeros((1, 1, *lb.target), dtype=np.float32)
-        elif not np.isfinite(model_prev).all():
-            raise InputError("prev_mask contains NaN or inf; pass probabilities in [0, 1] (or None before the first click)")
-        elif model_prev.min() < 0 or model_prev.max() > 1:
-            raise InputError(f"prev_mask values span [{model_prev.min():.3g}, {model_prev.max():.3g}]; pass probabilities in [0, 1]")
+        else:
+            check_probabilities(model_prev)
         assert self._features is not None
         feeds = {**self._features, contract.CLICKS: rows, contract.PREV_MASK: model_prev}
         logits = self.backend.run(contract.DECODER, feeds)[contract.LOGITS]
