@@ -143,7 +143,7 @@ def cached_calibration_data(plan: "CalibrationPlan", args: argparse.Namespace) -
 
     source = args.calib_data or args.data
     key = {"checkpoint": sha256_file(plan.checkpoint), "size": list(plan.size), "data": str(Path(source).resolve()),
-           "samples": args.calib_samples, "clicks": args.calib_clicks, "decoder": args.calib_decoder_samples, "seed": args.seed}
+           "samples": args.calib_samples, "clicks_per_sample": args.calib_clicks, "decoder_feeds": args.calib_decoder_samples, "seed": args.seed}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     cache = plan.work_dir / f"calibration-data-{digest}.npz"
     if cache.is_file():
