@@ -131,3 +131,18 @@ def test_click_disks_equal_naive_formula_on_random_float_clicks(radius: float, s
     naive = torch.stack([(inside & (label == 1)).any(1), (inside & (label == 0)).any(1)], 1).float()
     assert torch.equal(click_disks(clicks, h, w, radius, scale), naive)
     assert naive.sum() > 0
+
+
+def test_sobel_replicate_pad_and_coreml_conversion() -> None:
+    """The Sobel input's replicate padding equals F.pad's and converts to CoreML (the traced F.pad
+    replicate did not: "Padding size 8 is not supported for 4D input tensor", seen in `make demo`)."""
+    import torch.nn.functional as F
+
+    from edgeclick.model.adapters import Sobel, replicate_pad1
+
+    x = torch.randn(2, 1, 7, 9)
+    assert torch.equal(replicate_pad1(x), F.pad(x, (1, 1, 1, 1), mode="replicate"))
+    ct = pytest.importorskip("coremltools")
+    traced = torch.jit.trace(Sobel().eval(), torch.rand(1, 3, 32, 48))
+    ct.convert(traced, inputs=[ct.TensorType(name="x", shape=(1, 3, 32, 48))], convert_to="mlprogram",
+               minimum_deployment_target=ct.target.iOS17)

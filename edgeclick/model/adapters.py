@@ -29,6 +29,16 @@ from .ritm import AUX_LOGITS, ClickModel, EarlyFusionModel, scale_clicks, upsamp
 _BINOMIAL_4 = torch.tensor([1.0, 3.0, 3.0, 1.0]) / 8.0  # separable anti-aliasing kernel for k=4, s=2, p=1
 
 
+def replicate_pad1(x: torch.Tensor) -> torch.Tensor:
+    """B×C×H×W → B×C×(H+2)×(W+2), edge rows / columns repeated: F.pad(x, (1,) * 4, mode="replicate").
+
+    Written with slices and cat because coremltools (9.0, torch 2.13 trace) rejects the traced replicate
+    pad ("Padding size 8 is not supported for 4D input tensor"); ONNX and TensorRT take either form.
+    """
+    x = torch.cat([x[..., :1, :], x, x[..., -1:, :]], dim=-2)
+    return torch.cat([x[..., :1], x, x[..., -1:]], dim=-1)
+
+
 class Sobel(nn.Module):
     """Gradient magnitude of the image's luminance: B×3×H×W in [0,1] → B×1×H×W."""
 
@@ -40,7 +50,7 @@ class Sobel(nn.Module):
 
     def forward(self, image01: torch.Tensor) -> torch.Tensor:
         gray = (image01 * self.luma).sum(dim=1, keepdim=True)
-        grad = F.conv2d(F.pad(gray, (1, 1, 1, 1), mode="replicate"), self.kernel)
+        grad = F.conv2d(replicate_pad1(gray), self.kernel)
         return torch.sqrt(grad.pow(2).sum(dim=1, keepdim=True) + 1e-12)
 
 
