@@ -53,3 +53,15 @@ def export_tiny_onnx(root: Path) -> tuple[Path, Path]:
         save_checkpoint(randomize_(create_model("tiny", fusion="late"), seed=1), checkpoint)
         export(checkpoint, "onnx", size=TINY_ONNX_SIZE, out_root=root / "artifacts", name="tiny-onnx")
     return artifact, checkpoint
+
+
+def real_tensorrt_missing() -> str:
+    """Why a real-TensorRT test cannot run here ("" when it can)."""
+    reasons = []
+    try:
+        __import__("tensorrt")
+    except Exception:
+        reasons.append("TensorRT not installed")
+    if not torch.cuda.is_available():
+        reasons.append("no CUDA GPU")
+    return "; ".join(reasons)

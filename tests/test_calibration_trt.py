@@ -38,7 +38,7 @@ from onnx import helper, numpy_helper
 
 from edgeclick import contract
 
-from .helpers import TINY_ONNX_SIZE, randomize_
+from .helpers import TINY_ONNX_SIZE, randomize_, real_tensorrt_missing
 from .test_calibration import _sample
 from .test_tensorrt import flag, make_recorder, parse_script, parse_shapes
 
@@ -435,21 +435,10 @@ def test_builder_flags_for_qdq_networks(setup: dict[str, Any], tmp_path: Path, m
 
 # -- real TensorRT on an NVIDIA GPU ------------------------------------------------------------------------
 
-def _real_tensorrt_missing() -> str:
-    reasons = []
-    try:
-        __import__("tensorrt")
-    except Exception:
-        reasons.append("TensorRT not installed")
-    if not torch.cuda.is_available():
-        reasons.append("no CUDA GPU")
-    return "; ".join(reasons)
-
-
 @pytest.mark.parametrize("strong", [True, False])
 @pytest.mark.trt
 @pytest.mark.gpu
-@pytest.mark.skipif(bool(_real_tensorrt_missing()), reason=_real_tensorrt_missing() or "runs")
+@pytest.mark.skipif(bool(real_tensorrt_missing()), reason=real_tensorrt_missing() or "runs")
 def test_real_int8_engines_follow_the_qdq_onnx(setup: dict[str, Any], tmp_path: Path, strong: bool) -> None:
     import tensorrt
 

@@ -39,7 +39,7 @@ from edgeclick.model.split import model_graph_specs
 from edgeclick.runtimes import trt as trt_runtime
 from edgeclick.runtimes.backend import ContractMismatch
 
-from .helpers import randomize_
+from .helpers import randomize_, real_tensorrt_missing
 
 SMALL = (64, 96)
 DYNAMIC_SIZE = (320, 352)  # inside [contract.DYNAMIC_MIN, contract.DYNAMIC_MAX]
@@ -558,18 +558,6 @@ def test_sidecar_config_gives_the_models_graphs(fusion: str, adapter: str | None
 
 # -- real TensorRT on an NVIDIA GPU ----------------------------------------------------------------------
 
-def _real_tensorrt_missing() -> str:
-    """Why the real-TensorRT test cannot run here ("" when it can)."""
-    reasons = []
-    try:
-        __import__("tensorrt")
-    except Exception:
-        reasons.append("TensorRT not installed")
-    if not torch.cuda.is_available():
-        reasons.append("no CUDA GPU")
-    return "; ".join(reasons)
-
-
 @pytest.mark.parametrize("fusion,adapter,precision,size,dynamic", [
     ("late", None, "fp32", SMALL, False),
     ("early", None, "fp16", SMALL, False),
@@ -577,7 +565,7 @@ def _real_tensorrt_missing() -> str:
 ])
 @pytest.mark.trt
 @pytest.mark.gpu
-@pytest.mark.skipif(bool(_real_tensorrt_missing()), reason=_real_tensorrt_missing() or "runs")
+@pytest.mark.skipif(bool(real_tensorrt_missing()), reason=real_tensorrt_missing() or "runs")
 def test_real_engines_match_torch(tmp_path: Path, fusion: str, adapter: str | None, precision: str,
                                   size: tuple[int, int], dynamic: bool) -> None:
     from edgeclick.runtimes.session import Session
