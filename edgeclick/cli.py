@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_contract)
 
     p = sub.add_parser("segment", help="segment one image from clicks and write the mask PNG")
-    p.add_argument("checkpoint", type=Path)
+    p.add_argument("checkpoint", type=Path, help="edgeclick checkpoint, or a registered weights name (edgeclick weights list)")
     p.add_argument("image_file", type=Path, help="RGB image (any format Pillow reads)")
     p.add_argument("--click", action="append", default=[], metavar="X,Y,+|-", help="click in image pixels; repeat")
     p.add_argument("--size", type=parse_size, default=None, help="model input HxW (default: the image's own size)")
@@ -128,12 +128,24 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edgeclick.runtimes.cli",
     "edgeclick.calibration.cli",
     "edgeclick.demo",
+    "edgeclick.weights.cli",
 )
+
+
+def resolve_checkpoint_arg(args: argparse.Namespace) -> None:
+    """Every subcommand's `checkpoint` argument (segment, evaluate, export, demo, calibrate, parity, bench)
+    takes a path or a registered weights name (`edgeclick weights list`); resolved here, once, to a file.
+    A name not in the cache is an error naming `edgeclick weights get NAME`: nothing downloads implicitly."""
+    if getattr(args, "checkpoint", None) is not None:
+        from edgeclick.weights import resolve_checkpoint
+
+        args.checkpoint = resolve_checkpoint(args.checkpoint)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        resolve_checkpoint_arg(args)
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"edgeclick {args.command}: error: {exc}", file=sys.stderr)

@@ -108,11 +108,18 @@ def read_ritm(path: str | Path, trust_pickle: bool = False) -> dict[str, Any]:
 
 def load_ritm_checkpoint(path: str | Path, trust_pickle: bool = False) -> EarlyFusionModel:
     """A RITM checkpoint as an edgeclick early-fusion model in eval mode (same logits as RITM)."""
-    payload = read_ritm(path, trust_pickle)
-    config = config_from_ritm(payload["config"], str(path))
+    return model_from_ritm_payload(read_ritm(path, trust_pickle), str(path))
+
+
+def model_from_ritm_payload(payload: dict[str, Any], source: str) -> EarlyFusionModel:
+    """The model of an already loaded RITM payload (`{'state_dict','config'}`), checked key by key."""
+    if not isinstance(payload, dict) or "state_dict" not in payload or "config" not in payload:
+        keys = list(payload)[:5] if isinstance(payload, dict) else type(payload).__name__
+        raise RITMImportError(f"{source}: not a RITM checkpoint: expected a dict with 'state_dict' and 'config', got {keys}")
+    config = config_from_ritm(payload["config"], source)
     model = build_model(config)
     assert isinstance(model, EarlyFusionModel)
-    model.load_state_dict(convert_state_dict(payload["state_dict"], model, str(path)))
+    model.load_state_dict(convert_state_dict(payload["state_dict"], model, source))
     return model.eval()
 
 
