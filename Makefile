@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+WEB_STAMP := web/node_modules/.package-lock.json
 DATA   ?= ../shared/data/grabcut
 SIZE   ?=
 CKPT   ?=
@@ -11,7 +12,7 @@ TARGET ?= onnx
 FUSION ?=
 PRECISION ?= fp32
 
-.PHONY: venv test test-all demo eval export calibrate bench-model import-ritm clean
+.PHONY: venv test test-all demo weights eval export calibrate bench-model import-ritm clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,14 +23,35 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) $(WEB_STAMP)
 	$(BIN)/python -m pytest
 
-test-all: $(STAMP)
+test-all: $(STAMP) $(WEB_STAMP)
 	$(BIN)/python -m pytest -m ""
 
+# Browser runtime: onnxruntime-web at the version pinned in web/package-lock.json, into ignored web/node_modules.
+ARTIFACT ?=
+PORT ?= 8000
+HOST ?= 127.0.0.1
+.PHONY: web web-deps
+$(WEB_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --ignore-scripts
+	touch $(WEB_STAMP)
+
+web-deps: $(WEB_STAMP)
+
+web: $(STAMP) $(WEB_STAMP)
+	@test -n "$(ARTIFACT)" || (echo "usage: make web ARTIFACT=artifacts/<name> [PORT=8000] [HOST=127.0.0.1|0.0.0.0]"; exit 2)
+	$(BIN)/edgeclick web $(ARTIFACT) --port $(PORT) --host $(HOST)
+
+# MODEL: a registered weights name (make weights NAME=ritm-hrnet18s first) or a checkpoint path; CKPT works too.
+MODEL ?=
 demo: $(STAMP)
-	$(BIN)/edgeclick demo --data $(DATA) $(if $(CKPT),--checkpoint $(CKPT)) $(if $(SIZE),--size $(SIZE))
+	$(BIN)/edgeclick demo --data $(DATA) $(if $(or $(MODEL),$(CKPT)),--checkpoint $(or $(MODEL),$(CKPT))) $(if $(SIZE),--size $(SIZE))
+
+# RITM's published checkpoints: `make weights` lists them, `make weights NAME=ritm-hrnet18s` downloads one.
+weights: $(STAMP)
+	$(BIN)/edgeclick weights $(if $(NAME),get $(NAME),list)
 
 eval: $(STAMP)
 	@test -n "$(CKPT)" || (echo "usage: make eval CKPT=path/to/checkpoint.pt [DATA=dir]"; exit 2)

@@ -126,6 +126,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edgeclick.train.cli",
     "edgeclick.export.cli",
     "edgeclick.runtimes.cli",
+    "edgeclick.runtimes.web_cli",
     "edgeclick.calibration.cli",
     "edgeclick.demo",
     "edgeclick.weights.cli",

@@ -119,6 +119,8 @@ def run_parity_cli(args: argparse.Namespace) -> int:
     if args.samples < 1:
         raise ValueError(f"--samples must be >= 1, got {args.samples}")
     samples = load_samples(args.data, args.dataset_format, args.samples)
+    if getattr(args, "web_reference", None) is not None:
+        return write_web_reference_cli(args, samples)
     references: dict[tuple[Path, Any], Backend] = {}
     failed: list[str] = []
     several = len(args.artifacts) > 1
@@ -148,6 +150,24 @@ def run_parity_cli(args: argparse.Namespace) -> int:
     if failed:
         print(f"edgeclick parity: gate failed for {', '.join(failed)}", file=sys.stderr)
         return 1
+    return 0
+
+
+def write_web_reference_cli(args: argparse.Namespace, samples: list["Sample"]) -> int:
+    """`edgeclick parity ARTIFACT_DIR --data DIR --web-reference OUT`: the bundle the page's parity mode replays."""
+    from .torch_ref import TorchBackend
+    from .web_reference import write_web_reference
+
+    if len(args.artifacts) != 1:
+        raise ValueError("--web-reference writes the bundle of one artifact; pass one ARTIFACT_DIR")
+    source = resolve_source(args.artifacts[0], args.checkpoint)
+    m = source.manifest
+    reference = TorchBackend.from_checkpoint(source.checkpoint, m.size)
+    print(f"web reference {m.name}: {len(samples)} samples × {args.clicks} clicks of torch over {source.checkpoint}",
+          file=sys.stderr, flush=True)
+    path = write_web_reference(reference, samples, args.clicks, args.web_reference,
+                               artifact={"name": m.name, "precision": m.precision, "size": list(m.size)})
+    print(f"wrote {path}; replay it with: edgeclick web {args.artifacts[0]} --parity {args.web_reference}")
     return 0
 
 
@@ -218,15 +238,18 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("artifacts", nargs="+", type=Path, metavar="ARTIFACT_DIR")
     p.add_argument("--data", required=True, type=Path, help="dataset root folder, e.g. $EDGECLICK_DATA/grabcut")
     p.add_argument("--dataset-format", default="auto", help="dataset layout (default: detected)")
-    p.add_argument("--checkpoint", type=Path, default=None, help="source checkpoint (default: the manifest's)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="source checkpoint or registered weights name (default: the manifest's)")
     p.add_argument("--samples", type=int, default=10, help="number of samples (the dataset's first N)")
     p.add_argument("--clicks", type=int, default=10, help="simulated clicks per sample")
     p.add_argument("--out", type=Path, default=None, help="report folder (default reports/parity/<artifact name>)")
+    p.add_argument("--web-reference", type=Path, default=None, metavar="OUT",
+                   help="instead of comparing here, write the browser parity bundle (images, RITM click sequences, PyTorch "
+                        "logits and masks per click) for `edgeclick web ARTIFACT_DIR --parity OUT`")
     p.set_defaults(func=run_parity_cli)
 
     p = subparsers.add_parser("bench", help="latency, cold start, memory, CPU and energy per click of artifacts vs PyTorch")
     p.add_argument("artifacts", nargs="+", type=Path, metavar="ARTIFACT_DIR")
-    p.add_argument("--checkpoint", type=Path, default=None, help="source checkpoint for the torch anchor (default: the manifest's)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="source checkpoint (or registered weights name) for the torch anchor (default: the manifest's)")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs per graph")
     p.add_argument("--runs", type=int, default=20, help="timed runs per graph")
     p.add_argument("--sustain-seconds", type=float, default=60.0, help="fixed-rate run length (0: skip)")
