@@ -41,7 +41,7 @@ def register_cli(subparsers: Any) -> None:
                     "parity gate fails, is marked FAIL and not copied into the final artifact set.")
     p.add_argument("artifact", nargs="?", type=Path, default=None, metavar="ARTIFACT_DIR",
                    help="fp32 export to start from (or give --checkpoint)")
-    p.add_argument("--checkpoint", type=Path, default=None, help="fp32 checkpoint to export and calibrate")
+    p.add_argument("--checkpoint", type=Path, default=None, help="fp32 checkpoint to export and calibrate, or a registered weights name")
     p.add_argument("--size", type=_size, default=None, metavar="HxW", help="model input with --checkpoint (default 640x960)")
     p.add_argument("--target", default=None, help="onnx | trt | coreml (default: the artifact's format, else onnx)")
     p.add_argument("--data", type=Path, required=True, help="evaluation dataset (NoC, parity), e.g. $EDGECLICK_DATA/grabcut")

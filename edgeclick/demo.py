@@ -144,7 +144,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     from edgeclick.cli import parse_size
 
     p = subparsers.add_parser("demo", help="export → parity on real images → bench, with one summary table")
-    p.add_argument("--checkpoint", type=Path, default=None, help="edgeclick checkpoint (default: bundled reference model)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="edgeclick checkpoint or registered weights name, e.g. ritm-hrnet18s (default: bundled reference model)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="dataset folder for parity (default: %(default)s)")
     p.add_argument("--size", type=parse_size, default=contract.DEFAULT_SIZE, help="model input HxW (default 640x960)")
     p.add_argument("--samples", type=int, default=3)

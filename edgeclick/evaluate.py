@@ -452,7 +452,7 @@ def register_cli(subparsers: Any) -> None:
         description="Simulate up to --max-clicks clicks per sample (RITM's clicker) and report "
         "NoC@85/90/95 for IoU and Boundary IoU, NoF, mIoU per click and seconds per click.",
     )
-    p.add_argument("--checkpoint", required=True, help="model file opened with edgeclick's open_session")
+    p.add_argument("--checkpoint", required=True, help="model file opened with edgeclick's open_session, or a registered weights name (edgeclick weights list)")
     p.add_argument("--data", required=True, help="dataset root folder")
     p.add_argument("--dataset-format", choices=DATASET_FORMATS, default="auto")
     p.add_argument("--max-clicks", type=int, default=MAX_CLICKS)

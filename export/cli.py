@@ -49,7 +49,7 @@ def register_cli(subparsers: Any) -> None:
         "against PyTorch.", epilog=_format_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--target", required=True, choices=(*formats.FORMATS, ALL), help="format to export, or all of them")
-    p.add_argument("--checkpoint", required=True, type=Path, help="edgeclick checkpoint (LoRA merged)")
+    p.add_argument("--checkpoint", required=True, type=Path, help="edgeclick checkpoint (LoRA merged), or a registered weights name (edgeclick weights list)")
     p.add_argument("--size", type=parse_size, default=contract.DEFAULT_SIZE, metavar="HxW",
                    help=f"model input size, multiples of {contract.PAD_MULTIPLE} (default {contract.DEFAULT_SIZE[0]}x{contract.DEFAULT_SIZE[1]})")
     p.add_argument("--fusion", choices=("early", "late"), default=None, help="must match the checkpoint (default: the checkpoint's)")

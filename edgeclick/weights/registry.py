@@ -19,6 +19,9 @@ RITM_URL_BASE = "https://github.com/saic-vul/ritm_interactive_segmentation/relea
 # Overrides the URL base (tests serve files from 127.0.0.1; a mirror serves the same file names).
 URL_BASE_ENV = "EDGECLICK_WEIGHTS_URL_BASE"
 
+# Policy, not a published fact: slack around a printed size (see WeightsEntry.size_window).
+SIZE_MARGIN = 0.02
+
 # Column order of RITM's table: dataset@IoU-threshold. Pascal VOC is reported at 85% only, COCO MVal at 90%.
 NOC_COLUMNS: tuple[str, ...] = ("GrabCut@85", "GrabCut@90", "Berkeley@90", "SBD@85", "SBD@90", "DAVIS@85", "DAVIS@90",
                                 "PascalVOC@85", "COCO_MVal@90")
@@ -53,7 +56,8 @@ class WeightsEntry:
 
         With an exact `size_bytes`, that size. Otherwise the printed size, rounded as printed (half a unit
         of its last digit either side), read as decimal (10^6) or binary (2^20) megabytes — the README does
-        not say which.
+        not say which — widened by SIZE_MARGIN, because no printed size was compared with real bytes here.
+        That still refuses an error page, a truncated file or another variant (they differ by 2× or more).
         """
         if self.size_bytes is not None:
             return self.size_bytes, self.size_bytes
@@ -62,7 +66,8 @@ class WeightsEntry:
             raise ValueError(f"{self.name}: published size {self.published_size!r} is not 'N MB'")
         value, decimals = float(match.group(1)), len(match.group(2) or "")
         half = 0.5 * 10.0 ** -decimals
-        return math.floor((value - half) * 1e6), math.ceil((value + half) * 2**20)
+        return (math.floor((value - half) * 1e6 * (1 - SIZE_MARGIN)),
+                math.ceil((value + half) * 2**20 * (1 + SIZE_MARGIN)))
 
     def noc_text(self) -> str:
         """'GrabCut@85 1.54 · GrabCut@90 1.68 · ...' (empty when none is published)."""
