@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import urlencode
 
 from edgeclick.io import write_json_atomic
@@ -21,14 +22,30 @@ def _list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+@contextmanager
+def _browser(browser: Any | None) -> Iterator[Any]:
+    """The given browser, or a new headless Chromium for the duration (Playwright's sync API allows one
+    running instance per thread, so callers that hold one pass it in)."""
+    if browser is not None:
+        yield browser
+        return
+    from .web_browser import headless_browser
+
+    with headless_browser() as launched:
+        yield launched
+
+
 def run_web_bench(artifact: Path, out: Path, threads: list[int], eps: list[str], runs: int, warmup: int,
-                  sustain_seconds: float, click_rate: float) -> dict[str, Any]:
-    """Bench mode in headless Chromium, one fresh browser context per (ep, threads); writes and returns the JSON."""
+                  sustain_seconds: float, click_rate: float, browser: Any | None = None) -> dict[str, Any]:
+    """Bench mode in headless Chromium, one fresh browser context per (ep, threads); writes and returns the JSON.
+
+    browser: a running Playwright Browser to reuse (tests), else one is launched and closed here.
+    """
     from .web import BackgroundServer, WebSite
     from .web_browser import chromium_path, headless_browser, run_page_mode
 
     results = []
-    with BackgroundServer(WebSite.for_artifact(artifact)) as server, headless_browser() as browser:
+    with BackgroundServer(WebSite.for_artifact(artifact)) as server, _browser(browser) as browser:
         for ep in eps:
             for n in threads:
                 query = urlencode({"mode": "bench", "ep": ep, "threads": n, "runs": runs, "warmup": warmup,
@@ -37,9 +54,9 @@ def run_web_bench(artifact: Path, out: Path, threads: list[int], eps: list[str],
                 result = run_page_mode(browser, f"{server.url}/?{query}")
                 result["requested"] = {"ep": ep, "threads": n}
                 results.append(result)
-                print(f"  {result['backend']} {result['threads']} thread(s): encoder p50 {result['encoder']['p50_ms']:.1f} ms, "
-                      f"decoder p50/p90/p99 {result['decoder']['p50_ms']:.2f}/{result['decoder']['p90_ms']:.2f}/"
-                      f"{result['decoder']['p99_ms']:.2f} ms, page→first mask {result['cold']['page_to_first_mask_ms']:.0f} ms",
+                print(f"  {result['backend']} {result['threads']} thread(s): encoder p50 {result['encoder_latency']['p50_ms']:.1f} ms, "
+                      f"decoder p50/p90/p99 {result['decoder_latency']['p50_ms']:.2f}/{result['decoder_latency']['p90_ms']:.2f}/"
+                      f"{result['decoder_latency']['p99_ms']:.2f} ms, page→first mask {result['cold']['page_to_first_mask_ms']:.0f} ms",
                       file=sys.stderr, flush=True)
         version = browser.version
     report = {"artifact": str(artifact), "browser": f"chromium {version} ({chromium_path()}, headless)", "results": results}
@@ -47,12 +64,13 @@ def run_web_bench(artifact: Path, out: Path, threads: list[int], eps: list[str],
     return report
 
 
-def run_web_parity(artifact: Path, bundle: Path, out: Path | None, threads: int, ep: str) -> dict[str, Any]:
+def run_web_parity(artifact: Path, bundle: Path, out: Path | None, threads: int, ep: str,
+                   browser: Any | None = None) -> dict[str, Any]:
     """Parity mode in headless Chromium over a bundle; writes (when `out`) and returns the JSON."""
     from .web import BackgroundServer, WebSite
-    from .web_browser import headless_browser, run_page_mode
+    from .web_browser import run_page_mode
 
-    with BackgroundServer(WebSite.for_artifact(artifact, reference_dir=bundle)) as server, headless_browser() as browser:
+    with BackgroundServer(WebSite.for_artifact(artifact, reference_dir=bundle)) as server, _browser(browser) as browser:
         result = run_page_mode(browser, f"{server.url}/?{urlencode({'mode': 'parity', 'threads': threads, 'ep': ep})}")
     if out is not None:
         write_json_atomic(out, result)

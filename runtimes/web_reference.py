@@ -7,7 +7,7 @@ the reference's model-space logits and its thresholded mask at the image's size.
 input Python made is included too, so the page can report how far its own letterbox is from Python's.
 
     OUT/bundle.json
-    OUT/images/<i>.png                    h×w RGB
+    OUT/images/<i>.png                    h×w RGB  (keys: samples[].png, .model_u8, .steps[].logits_f32, .mask_u8)
     OUT/model/<i>.u8                      H×W×3 uint8: Python's letterboxed model input
     OUT/ref/<i>_<k>.logits.f32            H×W float32 little-endian: PyTorch logits after click k (model space)
     OUT/ref/<i>_<k>.mask.u8               h×w uint8 0/1: PyTorch mask after click k (prob > threshold)
@@ -85,9 +85,9 @@ def write_web_reference(reference: Backend, samples: Iterable[Sample], clicks: i
             write_bytes_atomic(root / logits_path, recorder.last_logits.astype("<f4").tobytes())
             write_bytes_atomic(root / mask_path, pred.astype(np.uint8).tobytes())
             steps.append({"x": float(click.x), "y": float(click.y), "positive": bool(click.positive),
-                          "logits": logits_path, "mask": mask_path, "area": float(pred.mean())})
-        entries.append({"name": sample.name, "image": f"images/{stem}.png", "model_image": f"model/{stem}.u8",
-                        "size": list(sample.gt.shape), "resized": list(letterbox.resized), "clicks": steps})
+                          "logits_f32": logits_path, "mask_u8": mask_path, "area": float(pred.mean())})
+        entries.append({"name": sample.name, "png": f"images/{stem}.png", "model_u8": f"model/{stem}.u8",
+                        "size": list(sample.gt.shape), "resized": list(letterbox.resized), "steps": steps})
     bundle = {"format": BUNDLE_FORMAT, "contract_hash": contract.contract_hash(), "reference": reference.name,
               "artifact": artifact, "input_size": list(reference.input_size), "threshold": contract.PROB_THRESHOLD,
               "samples": entries}
@@ -105,9 +105,9 @@ def bundle_files(root: str | Path) -> list[str]:
     data = json.loads((root / BUNDLE_NAME).read_text())
     rels = [BUNDLE_NAME]
     for sample in data["samples"]:
-        rels += [sample["image"], sample["model_image"]]
-        for step in sample["clicks"]:
-            rels += [step["logits"], step["mask"]]
+        rels += [sample["png"], sample["model_u8"]]
+        for step in sample["steps"]:
+            rels += [step["logits_f32"], step["mask_u8"]]
     for rel in rels:
         path = root / rel
         if not path.resolve().is_relative_to(root.resolve()) or not path.is_file():

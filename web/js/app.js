@@ -27,7 +27,7 @@ function log(line) { page.log.push(line); $('log').textContent = page.log.slice(
 let view = null; // { w, h, ctx overlay }
 
 function showImage(img) {
-  const base = $('image'); const overlay = $('overlay');
+  const base = $('photo'); const overlay = $('overlay');
   base.width = overlay.width = img.w; base.height = overlay.height = img.h;
   base.getContext('2d').drawImage(img.canvas, 0, 0);
   view = { w: img.w, h: img.h, ctx: overlay.getContext('2d') };
@@ -74,9 +74,10 @@ function summarize(mask, w, h) {
 function interactive(ctx) {
   const { contract, session } = ctx;
   let queue = Promise.resolve(); // clicks run one after another, in the order given
-  const run = (fn) => { queue = queue.then(fn).catch((err) => say(err.message || String(err), 'error')); return queue; };
+  const run = (fn) => { queue = queue.then(fn).catch((err) => { setState('error'); say(err.message || String(err), 'error'); }); return queue; };
 
   async function open(blob, name) {
+    setState('decoding');
     say(`decoding ${name}…`);
     const img = await decodeImage(blob, contract.page.max_source_pixels, name);
     showImage(img);
@@ -85,7 +86,7 @@ function interactive(ctx) {
     const t = session.timings;
     say(img.note, img.note ? 'note' : 'info');
     log(`${name}: ${img.w}×${img.h}, letterbox ${t.letterbox_ms.toFixed(0)} ms, encoder ${t.encoder_ms.toFixed(0)} ms (total ${(performance.now() - t0).toFixed(0)} ms)`);
-    setState('image');
+    setState('loaded');
   }
   const openFile = (file) => run(() => open(file, file.name || 'the file'));
 
@@ -137,8 +138,8 @@ function interactive(ctx) {
   overlay.addEventListener('pointerup', (e) => endPress(e, true));
   overlay.addEventListener('pointercancel', (e) => endPress(e, false));
 
-  $('undo').addEventListener('click', () => run(async () => { drawStep(session.undo()); setState(session.current ? 'mask' : 'image'); }));
-  $('reset').addEventListener('click', () => run(async () => { session.reset(); drawStep(null); setState('image'); }));
+  $('undo').addEventListener('click', () => run(async () => { drawStep(session.undo()); setState(session.current ? 'mask' : 'loaded'); }));
+  $('reset').addEventListener('click', () => run(async () => { session.reset(); drawStep(null); setState('loaded'); }));
   document.addEventListener('keydown', (e) => {
     if ((e.ctrlKey || e.metaKey) && e.key === 'z') { e.preventDefault(); $('undo').click(); }
   });
@@ -177,7 +178,7 @@ async function main() {
     } else if (mode === 'bench') {
       setState('running');
       page.result = await runBench(ctx, params, () => {}, log);
-      say(`bench done: encoder p50 ${page.result.encoder.p50_ms.toFixed(1)} ms, decoder p50 ${page.result.decoder.p50_ms.toFixed(2)} ms`);
+      say(`bench done: encoder p50 ${page.result.encoder_latency.p50_ms.toFixed(1)} ms, decoder p50 ${page.result.decoder_latency.p50_ms.toFixed(2)} ms`);
       setState('done');
     } else {
       interactive(ctx);

@@ -100,6 +100,6 @@ export async function runBench(ctx, params, firstMask, log) {
     backend: backend.ep, threads: backend.threads, cross_origin_isolated: self.crossOriginIsolated,
     hardware_concurrency: navigator.hardwareConcurrency, user_agent: navigator.userAgent, webgpu_offered: !!navigator.gpu,
     notes: backend.notes, settings: { runs, warmup, sustain_seconds: sustainS, click_rate: rate, clicks_per_session: perSession },
-    cold, encoder: latency(enc), decoder: latency(dec), postprocess: latency(post), sustained,
+    cold, encoder_latency: latency(enc), decoder_latency: latency(dec), postprocess_latency: latency(post), sustained,
   };
 }

@@ -48,20 +48,20 @@ export async function runParity(ctx, log) {
   const [H, W] = manifest.size;
   const clicks = []; const letterbox = [];
   for (const sample of bundle.samples) {
-    const png = new Blob([await fetchBytes(base + sample.image, sample.image)], { type: 'image/png' });
+    const png = new Blob([await fetchBytes(base + sample.png, sample.png)], { type: 'image/png' });
     const img = await decodeImage(png, Infinity, sample.name);
     await session.setImage(img.rgb, img.h, img.w);
-    const pyImage = await fetchBytes(base + sample.model_image, sample.model_image);
+    const pyImage = await fetchBytes(base + sample.model_u8, sample.model_u8);
     let maxDiff = 0; let differing = 0;
     for (let i = 0; i < pyImage.length; i++) {
       const d = Math.abs(pyImage[i] - session.modelImage[i]);
       if (d) { differing++; if (d > maxDiff) maxDiff = d; }
     }
     letterbox.push({ sample: sample.name, max_abs_diff: maxDiff, differing_values: differing, values: pyImage.length });
-    for (const [k, ref] of sample.clicks.entries()) {
+    for (const [k, ref] of sample.steps.entries()) {
       const step = await session.click(ref.x, ref.y, ref.positive);
-      const refLogits = new Float32Array((await fetchBytes(base + ref.logits, ref.logits)).buffer);
-      const refMask = await fetchBytes(base + ref.mask, ref.mask);
+      const refLogits = new Float32Array((await fetchBytes(base + ref.logits_f32, ref.logits_f32)).buffer);
+      const refMask = await fetchBytes(base + ref.mask_u8, ref.mask_u8);
       let maxAbs = 0; let sumAbs = 0; let refAbsMax = 0;
       for (let i = 0; i < H * W; i++) {
         const d = Math.abs(refLogits[i] - step.logits[i]);

@@ -56,7 +56,7 @@ export class EdgeSession {
       }
     }
     const s = new EdgeSession(ort, contract, manifest, encoder, decoder);
-    s.timings.open_ms = { encoder: encMs, decoder: decMs };
+    s.timings.open_ms = { encoder_graph: encMs, decoder_graph: decMs };
     return s;
   }
 
