@@ -93,6 +93,8 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
     thread.start()
     monkeypatch.setenv("EDGECLICK_WEIGHTS_URL_BASE", state.base)
     monkeypatch.setenv("EDGECLICK_CACHE", str(tmp_path / "cache"))
+    for var in ("no_proxy", "NO_PROXY"):  # urllib honours proxy variables: keep loopback off any proxy
+        monkeypatch.setenv(var, "127.0.0.1")
     serve(state, monkeypatch, ritm_bytes())
     try:
         yield state
