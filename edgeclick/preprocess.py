@@ -28,6 +28,14 @@ def _resize(array: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(array, size=size, mode="bilinear", align_corners=False, antialias=shrink)
 
 
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    """A torch view of `array` (copied when read-only or strided: torch.from_numpy warns on a read-only
+    buffer, which is what Pillow and np.broadcast_to hand out)."""
+    if not array.flags.writeable or not array.flags.c_contiguous:
+        array = np.array(array, order="C")
+    return torch.from_numpy(array)
+
+
 @dataclass(frozen=True)
 class Letterbox:
     """How one image of `source` size (h, w) sits in a model input of `target` size (H, W)."""
@@ -53,7 +61,7 @@ class Letterbox:
 
     def image(self, rgb: np.ndarray) -> np.ndarray:
         """h×w×3 uint8 → H×W×3 uint8 (resized, zero-padded)."""
-        t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float()
+        t = _tensor(rgb).permute(2, 0, 1)[None].float()
         t = _resize(t, self.resized).round().clamp(0, 255).to(torch.uint8)
         out = np.full((*self.target, 3), contract.PAD_VALUE, dtype=np.uint8)
         out[: self.resized[0], : self.resized[1]] = t[0].permute(1, 2, 0).numpy()
@@ -61,7 +69,7 @@ class Letterbox:
 
     def mask(self, prob: np.ndarray) -> np.ndarray:
         """h×w float probabilities → 1×1×H×W float32 (zeros in the padding)."""
-        t = _resize(torch.from_numpy(np.asarray(prob, dtype=np.float32))[None, None], self.resized)
+        t = _resize(_tensor(np.asarray(prob, dtype=np.float32))[None, None], self.resized)
         # Interpolation weights sum to 1 only up to float32 rounding: a confident 0/1 mask comes back with
         # values like 1.0000001, which the decoder's prev_mask check (rightly) refuses.
         t = t.clamp(0.0, 1.0)
@@ -78,4 +86,4 @@ class Letterbox:
     def unmap(self, model_map: np.ndarray) -> np.ndarray:
         """H×W (or 1×1×H×W) model-space map → h×w at the source size (crop the padding, resize back)."""
         m = np.asarray(model_map, dtype=np.float32).reshape(self.target)[: self.resized[0], : self.resized[1]]
-        return _resize(torch.from_numpy(np.ascontiguousarray(m))[None, None], self.source)[0, 0].numpy()
+        return _resize(_tensor(m)[None, None], self.source)[0, 0].numpy()

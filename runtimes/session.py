@@ -22,6 +22,10 @@ from edgeclick.preprocess import Letterbox
 from .backend import Backend, check_contract
 
 
+# Above this an image is refused before any copy: the letterbox's float copy alone would take gigabytes.
+MAX_SOURCE_PIXELS = 100_000_000
+
+
 class InputError(ValueError):
     """Bad input to a Session; the message names the problem and the fix."""
 
@@ -36,6 +40,9 @@ def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
         image = image[..., None]
     if image.ndim != 3:
         raise InputError(f"image must be H×W×3 (RGB), H×W×4 (RGBA) or H×W (grayscale); got shape {image.shape}")
+    if image.shape[0] * image.shape[1] > MAX_SOURCE_PIXELS:
+        raise InputError(f"image of {image.shape[1]}×{image.shape[0]} pixels exceeds {MAX_SOURCE_PIXELS / 1e6:.0f} MP; "
+                         "downscale it first (the model sees at most its input size anyway)")
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
     elif image.dtype != np.uint8:
@@ -49,7 +56,7 @@ def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
     elif channels != 3:
         raise InputError(f"image has {channels} channels; expected 1 (gray), 3 (RGB) or 4 (RGBA)")
     if image.shape[0] < 2 or image.shape[1] < 2:
-        raise InputError(f"image of size {image.shape[:2]} is too small")
+        raise InputError(f"image of size {image.shape[:2]} is too small; pass at least 2×2 pixels")
     return np.ascontiguousarray(image)
 
 

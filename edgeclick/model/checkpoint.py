@@ -4,6 +4,8 @@
 """
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,10 @@ from .ritm import ClickModel
 
 FORMAT = "edgeclick"
 FORMAT_VERSION = 1
+# torch.save writes a zip archive (torch >= 1.6) or, in the legacy format, a pickle (protocol >= 2 starts
+# with 0x80); anything else is not a torch file, and torch's own error for it is misleading advice.
+ZIP_MAGIC = b"PK\x03\x04"
+PICKLE_MAGIC = b"\x80"
 
 
 class CheckpointError(ValueError):
@@ -35,15 +41,51 @@ def save_checkpoint(model: ClickModel, path: str | Path, meta: dict[str, Any] | 
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
-def load_payload(path: str | Path, what: str = "checkpoint") -> Any:
-    """torch.load of tensors and plain data only, with errors that name the file and the problem."""
-    path = Path(path)
+def sniff_torch_file(path: Path, what: str = "checkpoint") -> None:
+    """CheckpointError unless `path` is a non-empty file that starts like something torch.save wrote."""
+    if path.is_dir():
+        raise CheckpointError(f"{path}: a folder, not a {what} file")
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such {what} file")
+        raise CheckpointError(f"{path}: no such file ({what} expected); check the path")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if not head:
+        raise CheckpointError(f"{path}: cannot be read as a {what}: the file is empty (0 bytes); re-save or re-download it")
+    if not head.startswith((ZIP_MAGIC, PICKLE_MAGIC)):
+        raise CheckpointError(f"{path}: cannot be read as a {what}: not a PyTorch file (it starts with {head[:8]!r}); "
+                              "pass a file written by torch.save, e.g. by `edgeclick init` or `edgeclick train`")
+
+
+def explain_load_failure(path: Path, exc: BaseException, what: str = "checkpoint") -> str:
+    """Why torch.load(weights_only=True) refused a file that looked like a torch file, in one phrase,
+    without torch's advice to retry with weights_only=False (wrong for a damaged file, unsafe for code)."""
+    text = str(exc)
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if found:
+        return (f"{path}: holds pickled Python objects ({found.group(1)}), not only tensors and plain data; "
+                "refused without running any of it")
+    if "central directory" in text or "PytorchStreamReader" in text or "zip archive" in text:
+        return f"{path}: cannot be read as a {what}: truncated or damaged (its zip archive is incomplete); re-save or re-download it"
+    detail = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+    if detail:
+        reason = detail.group(1).strip()
+    elif text.startswith("Weights only load failed"):
+        reason = "not a pickle of tensors and plain data"
+    else:
+        reason = text.splitlines()[0] if text else type(exc).__name__
+    return f"{path}: cannot be read as a {what}: damaged ({reason}); re-save or re-download it"
+
+
+def load_payload(path: str | Path, what: str = "checkpoint") -> Any:
+    """torch.load of tensors and plain data only, with errors that name the file, the problem and the fix."""
+    path = Path(path)
+    sniff_torch_file(path, what)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated file, not a torch file, or pickled objects we refuse to run
-        raise CheckpointError(f"{path}: cannot be read as a torch checkpoint ({exc})") from exc
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 34": the error below says it better
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated file, damaged pickle, or pickled objects we refuse to run
+        raise CheckpointError(explain_load_failure(path, exc, what)) from exc
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -92,14 +92,19 @@ def convert_state_dict(ritm_state: dict[str, torch.Tensor], model: EarlyFusionMo
 
 def read_ritm(path: str | Path, trust_pickle: bool = False) -> dict[str, Any]:
     """Load a RITM checkpoint file; tensors and plain data only unless `trust_pickle`."""
+    from .checkpoint import CheckpointError, explain_load_failure, sniff_torch_file
+
     path = Path(path)
-    if not path.is_file():
-        raise RITMImportError(f"{path}: no such file")
+    try:
+        sniff_torch_file(path, "RITM checkpoint")  # --trust-pickle cannot help a file that is not a checkpoint
+    except CheckpointError as exc:
+        raise RITMImportError(str(exc)) from None
     try:
         payload = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except Exception as exc:
-        raise RITMImportError(f"{path}: cannot be read as a torch checkpoint ({exc}). If you trust the file, "
-                              "retry with --trust-pickle") from exc
+        message = explain_load_failure(path, exc, "RITM checkpoint")
+        hint = " If you trust the file, retry with --trust-pickle" if "pickled Python objects" in message else ""
+        raise RITMImportError(f"{message}.{hint}") from exc
     if not isinstance(payload, dict) or "state_dict" not in payload or "config" not in payload:
         keys = list(payload)[:5] if isinstance(payload, dict) else type(payload).__name__
         raise RITMImportError(f"{path}: not a RITM checkpoint: expected a dict with 'state_dict' and 'config', got {keys}")
