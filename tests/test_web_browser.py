@@ -289,5 +289,7 @@ def test_bench_mode_json(echo_artifact: Path, browser: Any, tmp_path: Path) -> N
         assert r["threads"] == r["requested"]["threads"] and r["cross_origin_isolated"]
         assert r["encoder_latency"]["runs"] == 3 and r["decoder_latency"]["p50_ms"] > 0
         assert r["cold"]["page_to_first_mask_ms"] > 0 and r["sustained"]["clicks"] == 5
-        if r["requested"]["ep"] == "webgpu" and r["backend"] == "wasm":  # this VM's Chromium offers no adapter
-            assert any("WebGPU" in n for n in r["notes"])
+        if r["requested"]["ep"] == "wasm":
+            assert r["webgpu_adapter"] is None  # not asked for
+        elif r["backend"] == "wasm":  # WebGPU asked for, no adapter (this VM's Chromium runs with --disable-gpu)
+            assert r["webgpu_adapter"] is False and any("WebGPU" in n for n in r["notes"])

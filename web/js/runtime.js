@@ -47,8 +47,10 @@ export function requestedBackend(params) {
 export async function loadOrt(contract, { ep, threads }) {
   const notes = [];
   let useEp = ep;
+  let webgpuAdapter = null; // null: not asked for
   if (ep === 'webgpu') {
     const adapter = navigator.gpu ? await navigator.gpu.requestAdapter().catch(() => null) : null;
+    webgpuAdapter = !!adapter;
     if (!adapter) { notes.push('WebGPU was asked for but this browser offers no WebGPU adapter: running WASM'); useEp = 'wasm'; }
   }
   const base = contract.page.ort_url;
@@ -59,7 +61,7 @@ export async function loadOrt(contract, { ep, threads }) {
   const effective = self.crossOriginIsolated ? threads : 1;
   if (threads > 1 && !self.crossOriginIsolated) notes.push(`${threads} threads asked for, but the page is not cross-origin isolated (plain http to a non-localhost address): 1 thread`);
   ort.env.wasm.numThreads = effective;
-  return { ort, ep: useEp, threads: effective, notes };
+  return { ort, ep: useEp, threads: effective, notes, webgpuAdapter };
 }
 
 /** Everything up to a ready session: contract, manifest (contract hash checked), onnxruntime-web, graphs. */
