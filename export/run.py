@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeclick import contract
-from edgeclick.io import sha256_file
+from edgeclick.io import sha256_file, write_error
 
 from .formats import (
     ALL,
@@ -166,8 +166,11 @@ def export_format(fmt: Format, checkpoint: Path, model: Any, checkpoint_sha256: 
         write_manifest(manifest)
         staging.chmod(0o755)  # mkdtemp made it private; the published artifact is an ordinary directory
         _publish(staging, dest)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        named = write_error(dest, exc)  # a full disk while writing a graph: say which artifact, not just "File too large"
+        if named is not None:
+            raise named from exc
         raise
     total = sum(e.bytes for e in manifest.files.values())
     log.info("%s: wrote %s in %.1f s, %.1f MB (%s)", fmt.name, dest, seconds, total / 1e6,

@@ -44,7 +44,6 @@ def register_cli(subparsers: Any) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from edgeclick.train.config import load_config
     from edgeclick.train.loop import fit
 
     overrides = list(args.overrides)
@@ -52,10 +51,24 @@ def run_train(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None:
             overrides.append(f"{key}={value}")
-    cfg = load_config(args.config, overrides)
+    cfg = _load_config(args.config, overrides)
     out = fit(cfg, resume=args.resume)
     print(f"run in {out}")
     return 0
+
+
+def _load_config(path: Path, overrides: list[str]) -> Any:
+    """load_config, with a file that is not YAML text reported as a usage error naming --config."""
+    import yaml
+
+    from edgeclick.errors import UsageError
+    from edgeclick.train.config import load_config
+
+    try:
+        return load_config(path, overrides)
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--config {path}: not a readable YAML text file ({type(exc).__name__}: {exc}); "
+                         "fix it or start from one of train/configs/*.yaml") from None
 
 
 def run_merge(args: argparse.Namespace) -> int:

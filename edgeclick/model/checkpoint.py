@@ -53,7 +53,7 @@ def sniff_torch_file(path: Path, what: str = "checkpoint") -> None:
         raise CheckpointError(f"{path}: cannot be read as a {what}: the file is empty (0 bytes); re-save or re-download it")
     if not head.startswith((ZIP_MAGIC, PICKLE_MAGIC)):
         raise CheckpointError(f"{path}: cannot be read as a {what}: not a PyTorch file (it starts with {head[:8]!r}); "
-                              "pass a file written by torch.save, e.g. by `edgeclick init` or `edgeclick train`")
+                              "pass a checkpoint written by torch.save")
 
 
 def explain_load_failure(path: Path, exc: BaseException, what: str = "checkpoint") -> str:
