@@ -293,3 +293,38 @@ def test_bench_mode_json(echo_artifact: Path, browser: Any, tmp_path: Path) -> N
             assert r["webgpu_adapter"] is None  # not asked for
         elif r["backend"] == "wasm":  # WebGPU asked for, no adapter (this VM's Chromium runs with --disable-gpu)
             assert r["webgpu_adapter"] is False and any("WebGPU" in n for n in r["notes"])
+
+
+def test_touch_tap_is_positive_and_long_press_negative(echo_artifact: Path, browser: Any, tmp_path: Path) -> None:
+    """Phone input, emulated: a tap adds a positive click, a long press (contract.json's long_press_ms) a negative one."""
+    scene(tmp_path / "scene.png")
+    with BackgroundServer(WebSite.for_artifact(echo_artifact)) as server:
+        context = browser.new_context(viewport={"width": 400, "height": 700}, has_touch=True, is_mobile=True)
+        try:
+            page = context.new_page()
+            page.goto(server.url + "/")
+            assert wait_for_state(page, 60) == "ready"
+            page.set_input_files("#file", str(tmp_path / "scene.png"))
+            assert wait_for_state(page, 60, ("loaded", "error")) == "loaded"
+            box = page.locator("#overlay").bounding_box()
+            x, y = box["x"] + box["width"] * 200.5 / 400, box["y"] + box["height"] * 150.5 / 300
+            cdp = context.new_cdp_session(page)
+
+            def touch(hold_ms: int) -> None:
+                cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
+                page.wait_for_timeout(hold_ms)
+                cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+            touch(50)
+            page.wait_for_function("window.edgeclick.clicks.length === 1")
+            assert page.evaluate("window.edgeclick.clicks[0].positive") is True
+            assert page.evaluate("window.edgeclick.mask.area") > 0
+            long_press = int(page.evaluate("fetch('/contract.json').then((r) => r.json()).then((c) => c.page.long_press_ms)"))
+            touch(long_press + 300)
+            page.wait_for_function("window.edgeclick.clicks.length === 2")
+            assert page.evaluate("window.edgeclick.clicks[1].positive") is False
+            # Same pixel both times: the box measured before the first tap still holds (no layout shift).
+            assert page.evaluate("window.edgeclick.clicks[1].x") == 200 and page.evaluate("window.edgeclick.clicks[1].y") == 150
+            assert page.evaluate("window.edgeclick.mask.area") == 0  # the negative removed the disk
+        finally:
+            context.close()

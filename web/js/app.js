@@ -17,7 +17,8 @@ function setState(state) { page.state = state; document.body.dataset.state = sta
 /** A visible message: kind "error" (red, role=alert), "note" or "info". */
 function say(text, kind = 'info') {
   const box = $('message');
-  box.textContent = text; box.className = kind; box.hidden = !text;
+  // The box keeps its height when empty: the image must not move under the user's finger between clicks.
+  box.textContent = text; box.className = kind;
   page.message = text;
 }
 
