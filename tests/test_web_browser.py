@@ -225,7 +225,7 @@ def test_parity_mode_on_synthetic_samples(tiny_onnx: tuple[Path, Path], browser:
 
     rng = np.random.default_rng(3)
     samples = []
-    for i, (h, w) in enumerate([(150, 170), (97, 211)]):
+    for i, (h, w) in enumerate([(150, 170), (97, 211), (41, 53)]):  # shrink both ways, and one image enlarged
         img = rng.integers(0, 255, size=(h, w, 3), dtype=np.uint8)
         gt = np.zeros((h, w), dtype=np.int8)
         gt[h // 4: 3 * h // 4, w // 3: 2 * w // 3] = 1
@@ -234,7 +234,29 @@ def test_parity_mode_on_synthetic_samples(tiny_onnx: tuple[Path, Path], browser:
     bundle = _parity_bundle(artifact, checkpoint, samples, tmp_path / "bundle", clicks=4)
     with BackgroundServer(WebSite.for_artifact(artifact, reference_dir=bundle)) as server:
         result = run_page_mode(browser, f"{server.url}/?mode=parity&threads=1", timeout_s=120)
-    _check_parity(result, 8)
+    _check_parity(result, 12)
+
+
+def test_parity_mode_other_layouts(browser: Any, tmp_path: Path) -> None:
+    """Early fusion with the conv adapter (encoder output down_image): the page takes its feed names from
+    contract.json's layouts, not from the late-fusion case."""
+    from edgeclick.data.sample import Sample
+    from edgeclick.export.run import export
+    from edgeclick.model import create_model
+    from edgeclick.model.checkpoint import save_checkpoint
+
+    from .helpers import randomize_
+
+    save_checkpoint(randomize_(create_model("tiny", fusion="early", adapter="conv"), seed=2), tmp_path / "early.pt")
+    export(tmp_path / "early.pt", "onnx", size=(64, 96), out_root=tmp_path / "artifacts", name="early")
+    artifact = tmp_path / "artifacts" / "early"
+    img = np.random.default_rng(9).integers(0, 255, size=(90, 120, 3), dtype=np.uint8)
+    gt = np.zeros((90, 120), dtype=np.int8)
+    gt[20:70, 30:90] = 1
+    bundle = _parity_bundle(artifact, tmp_path / "early.pt", [Sample("early", img, gt)], tmp_path / "bundle", clicks=3)
+    with BackgroundServer(WebSite.for_artifact(artifact, reference_dir=bundle)) as server:
+        result = run_page_mode(browser, f"{server.url}/?mode=parity&threads=2", timeout_s=120)
+    _check_parity(result, 3)
 
 
 def test_parity_mode_grabcut_two_images_five_clicks(tiny_onnx: tuple[Path, Path], browser: Any, tmp_path: Path) -> None:
