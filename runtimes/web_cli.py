@@ -42,7 +42,7 @@ def run_web_bench(artifact: Path, out: Path, threads: list[int], eps: list[str],
     browser: a running Playwright Browser to reuse (tests), else one is launched and closed here.
     """
     from .web import BackgroundServer, WebSite
-    from .web_browser import chromium_path, headless_browser, run_page_mode
+    from .web_browser import chromium_path, run_page_mode
 
     results = []
     with BackgroundServer(WebSite.for_artifact(artifact)) as server, _browser(browser) as browser:
