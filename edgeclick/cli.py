@@ -53,6 +53,9 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def _suggestion(self, message: str) -> str:
         """' (did you mean --size?)' when the message names an unknown option close to a known one."""
+        if message.endswith("expected one argument"):  # argparse reads a value like -3,5,+ as an option
+            option = message.split()[1].rstrip(":")
+            return f" (a value that starts with '-' needs the {option}=VALUE form, e.g. {option}=-3,5,+)"
         if not message.startswith("unrecognized arguments:"):
             return ""
         known = [opt for action in self._actions for opt in action.option_strings]

@@ -27,9 +27,6 @@ DEFAULT_DATA = Path("../shared/data/grabcut")
 def _checkpoint(args: argparse.Namespace, work: Path) -> tuple[Path, str]:
     """The checkpoint to demo and a note on where it came from."""
     if args.checkpoint is not None:
-        from edgeclick.model.checkpoint import read_checkpoint
-
-        read_checkpoint(args.checkpoint)  # a bad file is the user's error (exit 2), not a failed export row
         return args.checkpoint, "given"
     if BUNDLED.is_file():
         return BUNDLED, "bundled reference model"
@@ -76,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
     from edgeclick.runtimes.parity import run_parity, write_parity_report
     from edgeclick.runtimes.torch_ref import TorchBackend
 
+    if args.checkpoint is not None:
+        from edgeclick.model.checkpoint import read_checkpoint
+
+        read_checkpoint(args.checkpoint)  # a bad file is the user's error (exit 2), before anything is written
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     checkpoint, origin = _checkpoint(args, out)

@@ -22,7 +22,7 @@ _OS_FIXES: dict[int, str] = {
     errno.EPERM: "not permitted: choose a folder you can write to (--out) or fix its permissions",
     errno.EROFS: "the filesystem is read-only: write elsewhere (--out)",
     errno.ENOTDIR: "a part of this path is a file, not a folder: choose another path",
-    errno.EEXIST: "a file already has this name where a folder is needed: choose another path",
+    errno.EEXIST: "that path is a file, not a folder: choose another path",
     errno.EISDIR: "this is a folder, not a file: pass a file",
     errno.ENOENT: "no such file or folder: check the path",
 }
