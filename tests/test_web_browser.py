@@ -350,3 +350,24 @@ def test_touch_tap_is_positive_and_long_press_negative(echo_artifact: Path, brow
             assert page.evaluate("window.edgeclick.mask.area") == 0  # the negative removed the disk
         finally:
             context.close()
+
+
+def test_drag_and_drop_opens_an_image(echo_artifact: Path, page_of: Any, tmp_path: Path) -> None:
+    """A file dropped on the stage opens like one from the picker (a DataTransfer built in the page)."""
+    import base64
+
+    scene(tmp_path / "scene.png", h=120, w=90)
+    data = base64.b64encode((tmp_path / "scene.png").read_bytes()).decode()
+    with BackgroundServer(WebSite.for_artifact(echo_artifact)) as server:
+        page = page_of(server.url + "/")
+        assert wait_for_state(page, 60) == "ready"
+        page.evaluate("""(b64) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const dt = new DataTransfer();
+            dt.items.add(new File([bytes], 'dropped.png', { type: 'image/png' }));
+            document.getElementById('stage').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+        }""", data)
+        assert wait_for_state(page, 60, ("loaded", "error")) == "loaded", page.evaluate("window.edgeclick.message")
+        assert page.evaluate("[document.getElementById('overlay').width, document.getElementById('overlay').height]") == [90, 120]
+        assert "dropped.png: 90×120" in page.evaluate("window.edgeclick.log.join('\\n')")
+        assert click_at(page, 45, 60)["area"] > 0
