@@ -1,6 +1,11 @@
 """The one interface every runtime implements: run a named graph on named numpy feeds.
 
 torch (reference), onnxruntime, TensorRT and CoreML backends all look like this to `Session`.
+
+Sharing: one backend may serve several Sessions on several threads. `run` keeps no per-call state on the
+backend: torch runs under inference_mode with the model in eval mode, onnxruntime's InferenceSession.run is
+thread-safe; TensorRT (one execution context and stream per graph) and CoreML (not verified thread-safe)
+hold a lock around `run`, so they are shared safely but serve one call at a time.
 """
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,7 @@ class CoreMLBackend:
         self.graphs = self.artifact.graphs
         units = getattr(ct.ComputeUnit, compute_units)
         self._models = {g: ct.models.MLModel(str(p.path), compute_units=units) for g, p in self.artifact.packages.items()}
+        self._run_lock = threading.Lock()  # MLModel.predict from several threads is not verified here: serialise
 
     def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run `graph` (contract.ENCODER / contract.DECODER) on contract-named feeds; outputs float32 by name."""
@@ -182,5 +184,6 @@ class CoreMLBackend:
             inputs: dict[str, Any] = {contract.IMAGE: Image.fromarray(np.ascontiguousarray(feeds[contract.IMAGE][0]))}
         else:
             inputs = {name: np.ascontiguousarray(feeds[name], dtype=np.float32) for name in spec.input_names()}
-        outputs = self._models[graph].predict(inputs)
+        with self._run_lock:
+            outputs = self._models[graph].predict(inputs)
         return {name: np.asarray(outputs[name], dtype=np.float32) for name in spec.output_names()}

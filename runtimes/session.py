@@ -6,12 +6,18 @@
     session.undo(); session.reset()
 
 Works unchanged over any Backend (torch, onnxruntime, TensorRT, CoreML).
+
+Threads: a Session is one user's state (image features, click history). Give each user, or thread, its own
+Session; they may share one backend (torch and onnxruntime run concurrently, TensorRT and CoreML serialise
+behind a lock). A Session used from two threads at once raises instead of mixing the two users' clicks.
 """
 from __future__ import annotations
 
+import functools
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 
@@ -79,17 +85,38 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-np.clip(x, -80.0, 80.0)))).astype(np.float32)
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _exclusive(method: _F) -> _F:
+    """Refuse a second thread entering a Session while one is inside (its history would interleave)."""
+
+    @functools.wraps(method)
+    def guarded(self: "Session", *args: Any, **kwargs: Any) -> Any:
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError("this Session is in use by another thread; give each thread its own Session "
+                               "(Sessions may share one backend)")
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._busy.release()
+
+    return guarded  # type: ignore[return-value]
+
+
 class Session:
-    """Click-by-click segmentation of one image at a time over a Backend."""
+    """Click-by-click segmentation of one image at a time over a Backend (one user; see the module docstring)."""
 
     def __init__(self, backend: Backend) -> None:
         check_contract(backend.contract_hash, f"backend {backend.name!r}")
         self.backend = backend
+        self._busy = threading.Lock()
         self._letterbox: Letterbox | None = None
         self._features: dict[str, np.ndarray] | None = None
         self._history: list[_Step] = []
 
     # -- image ---------------------------------------------------------------------------------------
+    @_exclusive
     def set_image(self, image: np.ndarray) -> None:
         """Run the encoder on `image` (H×W×3 uint8 RGB; gray/RGBA/uint16 converted) and forget all clicks."""
         rgb = to_rgb_uint8(image)
@@ -112,6 +139,7 @@ class Session:
         """The current mask probabilities at the image's size, or None before the first click."""
         return self._history[-1].prob if self._history else None
 
+    @_exclusive
     def click(self, x: float, y: float, positive: bool) -> np.ndarray:
         """Add a click at pixel (x=column, y=row) and return the new H×W probabilities."""
         clicks = self.clicks + [Click(float(x), float(y), bool(positive))]
@@ -120,16 +148,19 @@ class Session:
         self._history.append(_Step(clicks, model_prob, prob))
         return prob
 
+    @_exclusive
     def undo(self) -> np.ndarray | None:
         """Remove the last click; return the probabilities before it (None when no click is left)."""
         if self._history:
             self._history.pop()
         return self.probability
 
+    @_exclusive
     def reset(self) -> None:
         """Forget all clicks (the image and its encoder features stay)."""
         self._history = []
 
+    @_exclusive
     def predict(self, clicks: Sequence[Click], prev_mask: np.ndarray | None = None) -> np.ndarray:
         """Decode `clicks` with `prev_mask` (H×W probabilities at the image's size, None = zeros) without
         touching the click history; returns H×W probabilities. This is what the evaluator drives."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import threading
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -213,6 +214,7 @@ class TensorRTBackend:
         self.input_size: tuple[int, int] | None = (height, width)
         self.dynamic = bool(meta[SIDECAR_DYNAMIC])
         self.precision = str(meta[SIDECAR_PRECISION])
+        self._run_lock = threading.Lock()  # one execution context and stream per graph: one call at a time
 
         self._trt = load_tensorrt(device)
         import torch
@@ -268,7 +270,13 @@ class TensorRTBackend:
         return inputs, outputs
 
     def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run `graph` on numpy feeds (contract names, dtypes, shapes); outputs as numpy by contract name."""
+        """Run `graph` on numpy feeds (contract names, dtypes, shapes); outputs as numpy by contract name.
+
+        Safe to share between threads: calls are serialised (the execution context and stream are shared)."""
+        with self._run_lock:
+            return self._run(graph, feeds)
+
+    def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self._torch
         loaded = self._graphs[graph]
         size = check_feeds(loaded.spec, feeds)
