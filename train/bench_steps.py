@@ -31,7 +31,8 @@ from edgeclick.train.module import ClickTrainer
 class StepTimer(L.Callback):
     """Wall time of each training batch (data fetch excluded) and of each gap between batches (data fetch)."""
 
-    def __init__(self) -> None:
+    def __init__(self, verbose: bool = True) -> None:
+        self.verbose = verbose  # one stderr line per step
         self.step: list[float] = []
         self.cpu: list[float] = []
         self.data: list[float] = []
@@ -49,6 +50,8 @@ class StepTimer(L.Callback):
         self._end = time.perf_counter()
         self.step.append(self._end - self._start)
         self.cpu.append(time.process_time() - self._cpu_start)
+        if not self.verbose:
+            return
         data = f", data wait {self.data[-1]:.2f} s" if self.data else ""
         print(f"step {len(self.step)}: {self.step[-1]:.2f} s wall, {self.cpu[-1]:.2f} s CPU{data}", file=sys.stderr, flush=True)
 

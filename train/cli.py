@@ -11,8 +11,11 @@ one group after --config. --devices / --num-nodes / --accelerator are recorded i
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from edgeclick.weights import resolve_checkpoint
 
 
 def register_cli(subparsers: Any) -> None:
@@ -37,7 +40,7 @@ def register_cli(subparsers: Any) -> None:
         description="Refuses a base whose sha256 differs from the one the adapter recorded; checks that the merged "
         "model's logits equal the unmerged model's before writing.",
     )
-    p.add_argument("base", type=Path, help="base edgeclick checkpoint the adapter was trained on")
+    p.add_argument("base", type=Path, help="base edgeclick checkpoint the adapter was trained on (a path or a name from `edgeclick weights list`)")
     p.add_argument("adapter", type=Path, help="adapter checkpoint (*.adapter.pt)")
     p.add_argument("out", type=Path, help="merged checkpoint to write")
     p.set_defaults(func=run_merge)
@@ -52,6 +55,8 @@ def run_train(args: argparse.Namespace) -> int:
         if value is not None:
             overrides.append(f"{key}={value}")
     cfg = _load_config(args.config, overrides)
+    if cfg.base_checkpoint:  # a published name (edgeclick weights) or a path
+        cfg = replace(cfg, base_checkpoint=str(resolve_checkpoint(cfg.base_checkpoint)))
     out = fit(cfg, resume=args.resume)
     print(f"run in {out}")
     return 0
@@ -74,6 +79,6 @@ def _load_config(path: Path, overrides: list[str]) -> Any:
 def run_merge(args: argparse.Namespace) -> int:
     from edgeclick.train.checkpoints import merge
 
-    out = merge(args.base, args.adapter, args.out)
+    out = merge(resolve_checkpoint(args.base), args.adapter, args.out)
     print(f"wrote {out}")
     return 0

@@ -68,6 +68,9 @@ class TrainerConfig:
     "16-mixed" / "bf16-mixed". sync_batchnorm: BN statistics over all ranks (base runs under DDP).
     threads: torch intra-op threads per process (0 = torch's default, all cores); with several CPU
     processes give each cores / processes, oversubscribed OpenMP threads slow CPU training severalfold.
+    channels_last: model and batches in channels-last memory layout (faster convolutions on GPUs with
+    tensor cores, under 16-/bf16-mixed precision). max_minutes: stop after this much wall time (Lightning's
+    max_time), whatever max_steps says; the final weights are written as at max_steps.
     """
 
     accelerator: str = "auto"
@@ -79,6 +82,8 @@ class TrainerConfig:
     threads: int = 0
     num_workers: int = 0
     log_every: int = 10
+    channels_last: bool = False
+    max_minutes: float | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,11 @@ class TrainConfig:
     checkpoint_every: optimizer steps between writes of the resumable out_dir/last.ckpt.
     record_samples: write out_dir/trace/rank{r}.json (dataset indices seen, parameter digest) for
         checking data sharding and replica equality under DDP.
+    click_scale_init: initial |scale| of the click branch's ScaleLayer for a base trained from scratch
+        (no base_checkpoint); None keeps the model's own (RITM: 0.05). RITM's 0.05 protects an
+        ImageNet-pretrained backbone from the new click features; from scratch it only delays learning,
+        because Adam moves |scale| by about lr per step (0.05 → 0.5 takes ~450 steps at lr 1e-3). 1.0
+        is the from-scratch recipe (measured: tests/test_train_learning.py, README "Training from scratch").
     """
 
     model: str = "hrnet18s"
@@ -133,6 +143,7 @@ class TrainConfig:
     seed: int = 0
     out_dir: str = "runs/default"
     record_samples: bool = False
+    click_scale_init: float | None = None
 
     def __post_init__(self) -> None:
         if self.is_adapter_run and not self.base_checkpoint:
@@ -142,6 +153,9 @@ class TrainConfig:
             raise ConfigError("train_first_conv applies to the conv adapter (the paper's setting); set adapter too")
         if self.max_steps <= 0 and self.max_epochs <= 0:
             raise ConfigError("set max_steps > 0 or max_epochs > 0")
+        if self.click_scale_init is not None and (self.base_checkpoint or self.click_scale_init <= 0):
+            raise ConfigError("click_scale_init sets a fresh base's click-branch scale: it must be > 0 and "
+                              "cannot be combined with base_checkpoint (whose weights already hold a scale)")
         if self.batch_size < 1 or self.max_num_next_clicks < 0:
             raise ConfigError("batch_size must be >= 1 and max_num_next_clicks >= 0")
         self.model_config()  # unknown model name / fusion fail here, at load time

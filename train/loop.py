@@ -8,6 +8,7 @@ DistributedSampler shard; batch_size is per process.
 """
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import lightning as L
@@ -45,6 +46,7 @@ def build_trainer(cfg: TrainConfig) -> L.Trainer:
         sync_batchnorm=t.sync_batchnorm,
         max_steps=cfg.max_steps if steps_mode else -1,
         max_epochs=-1 if steps_mode else cfg.max_epochs,
+        max_time=None if t.max_minutes is None else timedelta(minutes=t.max_minutes),
         val_check_interval=cfg.val.every if validate else None,
         check_val_every_n_epoch=None if validate else 1,
         limit_val_batches=None if validate else 0,

@@ -36,7 +36,8 @@ from edgeclick.model import build_model
 from edgeclick.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from edgeclick.model.ritm import AUX_LOGITS, ClickModel
 from edgeclick.train.checkpoints import adapter_parameter_names, attach_base, save_adapter
-from edgeclick.train.config import TrainConfig
+from edgeclick.model.blocks import ScaleLayer
+from edgeclick.train.config import ConfigError, TrainConfig
 from edgeclick.train.data import GT_KEY, POINTS_KEY, RGB_KEY, SDM_KEY, build_datasets
 from edgeclick.train.losses import BoundaryLoss, NormalizedFocalLoss, SigmoidBCELoss
 from edgeclick.train.points import next_training_clicks
@@ -92,6 +93,8 @@ def build_training_model(cfg: TrainConfig) -> tuple[ClickModel, list[str], str |
         names = adapter_parameter_names(model, cfg.train_first_conv)
         return model, names, sha256_file(cfg.base_checkpoint)
     model = build_model(config)
+    if cfg.click_scale_init is not None:
+        set_click_scale(model, cfg.click_scale_init)
     if cfg.base_checkpoint:
         init = load_checkpoint(cfg.base_checkpoint)
         if init.config != config:
@@ -99,6 +102,16 @@ def build_training_model(cfg: TrainConfig) -> tuple[ClickModel, list[str], str |
                                   f"model {config.to_dict()}")
         model.load_state_dict(init.state_dict())
     return model, [n for n, _ in model.named_parameters()], None
+
+
+def set_click_scale(model: ClickModel, value: float) -> None:
+    """Set |scale| of the click branch: the model's one ScaleLayer (early: maps_transform; late: the click encoder)."""
+    scales = [m for m in model.modules() if isinstance(m, ScaleLayer)]
+    if len(scales) != 1:
+        raise ConfigError(f"click_scale_init: expected one click-branch ScaleLayer in {type(model).__name__}, "
+                          f"found {len(scales)}")
+    with torch.no_grad():
+        scales[0].scale.fill_(value)
 
 
 def parameter_digest(model: torch.nn.Module) -> str:
@@ -118,6 +131,8 @@ class ClickTrainer(L.LightningModule):
         self.cfg = cfg
         self.save_hyperparameters({"config": cfg.to_dict()})
         self.model, self.trainable_names, self.base_sha256 = build_training_model(cfg)
+        if cfg.trainer.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.nfl = NormalizedFocalLoss(alpha=0.5, gamma=2.0)
         self.bce = SigmoidBCELoss()
         self.boundary = BoundaryLoss()
@@ -220,6 +235,8 @@ class ClickTrainer(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         rgb, gt = batch[RGB_KEY], batch[GT_KEY]
+        if self.cfg.trainer.channels_last:
+            rgb = rgb.contiguous(memory_format=torch.channels_last)
         clicks, prev, n = self.simulate_clicks(rgb, gt, batch[POINTS_KEY])
         out = self.model(rgb, clicks, prev)
         terms = self.loss_terms(out, gt, batch[SDM_KEY])

@@ -4,6 +4,7 @@
 #
 #   make train-reference   base → conv adapter + LoRA → merged models/reference/*.pt → GrabCut eval → MODEL_CARD.md
 #   make ablation          the ablation set on the same base → GrabCut + held-out synthetic HR → reports/ablation.md
+#   make gpu-data          coco_mval_dev training photos packed (≤ 50 MiB) for train/gpu_run.sh on a GPU machine
 #
 # Variables: EDGECLICK_DATA (../shared/data), RUNS (runs), TRAIN_ARGS (extra key=value overrides for
 # every run, e.g. "trainer.devices=2" or "max_steps=50"), ABLATION_ARGS (extra overrides for ablation
@@ -42,7 +43,13 @@ define evaluate
 $(BIN)/edgeclick evaluate --checkpoint $(1) --data $(2) --out $(3) $(if $(4),--dataset-format $(4)) $(EVAL_ARGS)
 endef
 
-.PHONY: train-reference ablation train-base
+.PHONY: train-reference ablation train-base gpu-data
+
+# --- GPU run (train/gpu_run.sh on a lent GPU machine) ---------------------------------------------
+
+GPU_DATA ?= $(RUNS)/gpu_data/coco_train
+gpu-data: | $(STAMP)
+	$(BIN)/python -m edgeclick.train.pack_data $(COCO) $(GPU_DATA) --max-mib 50
 
 # --- reference -------------------------------------------------------------------------------------
 
