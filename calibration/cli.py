@@ -198,8 +198,10 @@ def run_cli(args: argparse.Namespace) -> int:
         settings["warning"] = "calibrated on the evaluation data itself (--calib-data not given)"
     report = run_gate(variants, dataset, config, settings=settings)
     out = args.out or Path("reports") / "calibration" / plan.work_dir.name
-    files = write_gate_report(report, out)
+    # The final set first, the report last: a run killed in between leaves no report claiming a final set
+    # that is not there (each step is atomic on its own).
     final = publish_final(report, plan.work_dir / "final")
+    files = write_gate_report(report, out)
     from .gate import markdown_table
 
     print(markdown_table(report))

@@ -67,6 +67,16 @@ class RunOutputs(Callback):
         if self.cfg.record_samples:
             pl_module.write_trace(self.out_dir)  # type: ignore[operator]
 
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A run killed after its final last.ckpt but before the weights files: `--resume` then finds no step
+        # left, Lightning skips the train hooks, and on_train_end would never write them. The restored
+        # weights are the final ones, so they are written here.
+        if not trainer.is_global_zero or (self.out_dir / self.last_name).is_file():
+            return
+        pl_module.export_weights(self.out_dir / self.last_name)  # type: ignore[operator]
+        if not (self.out_dir / self.best_name).is_file():
+            pl_module.export_weights(self.out_dir / self.best_name, meta={MONITOR: None})  # type: ignore[operator]
+
     def state_dict(self) -> dict[str, Any]:
         return {"best_score": self.best_score, "best_written": self.best_written}
 
