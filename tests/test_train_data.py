@@ -163,6 +163,18 @@ def test_val_items_are_plain_crops(tmp_path: Path) -> None:
         assert (np.delete(gt, np.s_[y:y + 60], axis=0) == 0).all()  # padding is background (RITM)
 
 
+def test_val_scale_resizes_val_items_only(tmp_path: Path) -> None:
+    folder = _fake_coco(tmp_path)
+    plain_train, plain = build_datasets(DataConfig(coco_dir=str(folder), val_fraction=0.5, **SMALL))
+    scaled_train, half = build_datasets(DataConfig(coco_dir=str(folder), val_fraction=0.5, val_scale=0.5, **SMALL))
+    for i in range(min(3, len(plain))):
+        area, half_area = float(plain[i][GT_KEY].sum()), float(half[i][GT_KEY].sum())
+        assert area > 0 and half_area == pytest.approx(area / 4, rel=0.25)  # ½ per side → ¼ of the pixels
+        rows, cols = np.nonzero(half[i][RGB_KEY].numpy().any(axis=0))
+        assert np.ptp(rows) < 30 and np.ptp(cols) < 40  # the 60×80 photo is now 30×40, the rest padding
+    assert _equal(plain_train[0], scaled_train[0])  # training items are not affected
+
+
 def test_train_items_are_augmented(tmp_path: Path) -> None:
     folder = _fake_coco(tmp_path)
     train, _ = build_datasets(DataConfig(coco_dir=str(folder), val_fraction=0.0, crop_size=(32, 48)))

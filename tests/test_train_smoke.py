@@ -68,7 +68,9 @@ def test_invalid_combinations_rejected() -> None:
 def test_shipped_configs_load(path: Path) -> None:
     cfg = load_config(path)
     assert cfg.model_config().fusion in ("early", "late")
-    assert cfg.is_adapter_run == (cfg.base_checkpoint is not None)
+    # Adapter runs need their frozen base; a base run may start from one (photo_base_w18s: the synthetic base).
+    assert not cfg.is_adapter_run or cfg.base_checkpoint is not None
+    assert cfg.click_scale_init is None or cfg.base_checkpoint is None
 
 
 def test_ablation_configs_extend_the_references() -> None:

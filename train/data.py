@@ -76,6 +76,7 @@ class DataConfig:
     hq_dirs: tuple[str, ...] = ()  # extra HQ-layout folders (all used for training)
     val_fraction: float = 0.1  # held-out part of coco_dir, split by photo
     seed: int = 0
+    val_scale: float = 1.0  # fixed resize of validation images before pad + crop (the pixel scale training sees)
 
 
 # --- sources: where the raw samples of one dataset index range come from -----------------------------------
@@ -215,16 +216,18 @@ class SyntheticSource:
 # --- the dataset ------------------------------------------------------------------------------------------
 
 def _pipeline(crop: tuple[int, int], scale_range: tuple[float, float], augment: bool, centred: bool) -> A.Compose:
-    """RITM's train (augment) or val augmentator; `centred` swaps RandomCrop for an object-centred crop."""
+    """RITM's train (augment) or val augmentator (scale_range (s, s): a fixed scale s); `centred` swaps
+    RandomCrop for an object-centred crop."""
     h, w = crop
     cropper = A.CropNonEmptyMaskIfExists(h, w, ignore_values=[_IGNORE, _OTHER]) if centred else A.RandomCrop(h, w)
     pad = A.PadIfNeeded(min_height=h, min_width=w, border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=_BACKGROUND)
-    if not augment:
-        return A.Compose([pad, cropper], p=1.0)
     lo, hi = scale_range
+    scale = A.RandomScale(scale_limit=(lo - 1.0, hi - 1.0), interpolation=cv2.INTER_LINEAR,
+                          mask_interpolation=cv2.INTER_NEAREST, p=1.0)
+    if not augment:  # validation: a fixed scale (lo == hi), then pad + crop
+        return A.Compose([pad, cropper] if lo == hi == 1.0 else [scale, pad, cropper], p=1.0)
     return A.Compose([
-        A.RandomScale(scale_limit=(lo - 1.0, hi - 1.0), interpolation=cv2.INTER_LINEAR,
-                      mask_interpolation=cv2.INTER_NEAREST, p=1.0),
+        scale,
         A.HorizontalFlip(p=0.5),
         pad,
         cropper,
@@ -247,7 +250,7 @@ class ClickTrainingDataset(torch.utils.data.Dataset):
     Args:
         sources: index blocks in order (item i belongs to the first source whose block holds it).
         crop_size: (H, W) of every item.
-        scale_range: RandomScale range (augment only).
+        scale_range: RandomScale range (augment); without augment (s, s) resizes by a fixed s (1: none).
         max_num_points: click rows per item.
         augment: RITM's training augmentation; otherwise pad + crop only.
         seed: base seed; stream: separates train and val draws with the same seed.
@@ -321,7 +324,7 @@ def build_datasets(cfg: DataConfig, split_seed: int = 0) -> tuple[ClickTrainingD
     Train: the training photos of `coco_dir` (all but the `val_fraction` held out by `split_by_photo`), every
     sample of each `hq_dirs` folder, `copy_paste` composites of training objects on training photos, and
     `synthetic` generated samples textured with training photos (procedural textures without coco_dir).
-    Val: the held-out coco_dir photos, pad + crop only; without coco_dir, max(1, val_fraction·synthetic)
+    Val: the held-out coco_dir photos, resized by val_scale, then pad + crop; without coco_dir, max(1, val_fraction·synthetic)
     synthetic samples on their own seed stream. No validation photo ever appears in a training item.
 
     Raises:
@@ -355,5 +358,6 @@ def build_datasets(cfg: DataConfig, split_seed: int = 0) -> tuple[ClickTrainingD
     if not train_sources:
         raise ValueError("no training data: set coco_dir, hq_dirs or synthetic > 0")
     train = ClickTrainingDataset(train_sources, augment=True, stream=_STREAM_TRAIN, **common)
-    val = ClickTrainingDataset(val_sources, augment=False, stream=_STREAM_VAL, **common)
+    val_common = {**common, "scale_range": (cfg.val_scale, cfg.val_scale)}
+    val = ClickTrainingDataset(val_sources, augment=False, stream=_STREAM_VAL, **val_common)
     return train, val

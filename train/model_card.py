@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edgeclick.io import sha256_file, write_text_atomic
+from edgeclick.io import sha256_file, write_bytes_atomic, write_text_atomic
 from edgeclick.model.checkpoint import load_checkpoint, read_checkpoint
 
 
@@ -28,6 +28,7 @@ class CardModel:
     name: str
     checkpoint: Path
     reports: dict[str, Path] = field(default_factory=dict)
+    curve: Path | None = None  # learning-curve PNG (edgeclick.train.curves), copied beside the card
 
 
 def read_summary(report_dir: str | Path) -> dict[str, Any]:
@@ -108,16 +109,19 @@ def render_card(models: list[CardModel], title: str = "edgeclick reference model
                      f"{params / 1e6:.2f} M | `{sha256_file(m.checkpoint)[:16]}` |")
 
     lines += ["", "## Results (RITM protocol: clicker on the larger error, threshold 0.49, NoC capped at the click budget)", "",
-              "| name | dataset | samples | clicks | NoC@85 | NoC@90 | NoF@90 | NoC@85 BIoU | NoC@90 BIoU | mIoU@1 | mIoU@5 | s/click |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| name | dataset | input | samples | clicks | NoC@85 | NoC@90 | NoF@90 | NoC@85 BIoU | NoC@90 BIoU | mIoU@1 | mIoU@3 | mIoU@5 | s/click |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in models:
         for dataset, folder in m.reports.items():
             s = read_summary(folder)
             miou = s.get("miou") or []
+            size = (s.get("settings") or {}).get("input_size")
+            size_text = f"{size[0]}×{size[1]} letterbox" if size else "own size"
             lines.append(
-                f"| {m.name} | {dataset} | {s.get('n_samples')} | {s.get('max_clicks', '–')} | {_fmt(s['noc'].get('85'))} | {_fmt(s['noc'].get('90'))} | "
+                f"| {m.name} | {dataset} | {size_text} | {s.get('n_samples')} | {s.get('max_clicks', '–')} | {_fmt(s['noc'].get('85'))} | {_fmt(s['noc'].get('90'))} | "
                 f"{s['nof'].get('90', '–')} | {_fmt(s['noc_boundary'].get('85'))} | {_fmt(s['noc_boundary'].get('90'))} | "
-                f"{_fmt(miou[0] if miou else None, 3)} | {_fmt(miou[4] if len(miou) > 4 else None, 3)} | "
+                f"{_fmt(miou[0] if miou else None, 3)} | {_fmt(miou[2] if len(miou) > 2 else None, 3)} | "
+                f"{_fmt(miou[4] if len(miou) > 4 else None, 3)} | "
                 f"{_fmt(s.get('seconds_per_click'), 3)} |")
 
     lines += ["", "## Training", ""]
@@ -141,15 +145,17 @@ def render_card(models: list[CardModel], title: str = "edgeclick reference model
             f"these weights are the run's best val NoC@90 (cap {cfg.get('val', {}).get('max_clicks')} clicks, "
             f"the earliest of ties) {_fmt(f['val_noc90'])}, at step {f['steps']}"
             + (f"; base sha256 `{str(f['base_sha256'])[:16]}`" if f["base_sha256"] else "") + ".")
+        if m.curve is not None:
+            lines += ["", f"![learning curve of {m.name}]({m.curve.name})", ""]
 
     lines += ["", "## Intended use and limits", "",
               "- Interactive segmentation of one object per click session (positive / negative clicks, previous mask).",
               "- These are reference models trained briefly on a CPU from scratch (no ImageNet or COCO+LVIS "
               "pre-training); their numbers are not comparable with the published RITM checkpoints "
               "(hrnet18 COCO+LVIS: GrabCut NoC@85/90 1.42 / 1.54).",
-              "- Evaluation feeds each image at its own size (padded to a multiple of 32). A conv-adapter model's base "
-              "then runs at half the image's resolution, which favours it on high-resolution images and handicaps it "
-              "on small ones such as GrabCut (~480×320).",
+              "- \"own size\": each image at its own size (padded to a multiple of 32), RITM's protocol; \"H×W "
+              "letterbox\": fitted into H×W as an exported graph sees it (`edgeclick evaluate --size`), the pixel "
+              "scale the model was trained at. A conv-adapter model's base runs at half the input resolution.",
               "- Validation during training used held-out crops, never GrabCut.", ""]
     return "\n".join(lines)
 
@@ -160,12 +166,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--title", default="edgeclick reference models")
     parser.add_argument("--model", nargs=2, action="append", default=[], metavar=("NAME", "CHECKPOINT"))
     parser.add_argument("--report", nargs=3, action="append", default=[], metavar=("NAME", "DATASET", "REPORT_DIR"))
+    parser.add_argument("--curve", nargs=2, action="append", default=[], metavar=("NAME", "PNG"),
+                        help="learning curve (python -m edgeclick.train.curves), copied beside the card")
     args = parser.parse_args(argv)
     models = {name: CardModel(name, Path(ckpt)) for name, ckpt in args.model}
     for name, dataset, folder in args.report:
         if name not in models:
             parser.error(f"--report names {name!r}, which no --model declares")
         models[name].reports[dataset] = Path(folder)
+    for name, png in args.curve:
+        if name not in models:
+            parser.error(f"--curve names {name!r}, which no --model declares")
+        dest = args.out.parent / f"curve_{name}.png"
+        write_bytes_atomic(dest, Path(png).read_bytes())
+        models[name].curve = dest
     out = write_text_atomic(args.out, render_card(list(models.values()), args.title))
     print(f"wrote {out}")
     return 0

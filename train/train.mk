@@ -2,6 +2,9 @@
 # $(STAMP) (the virtualenv) and $(BIN). Every run writes into $(RUNS)/<name>/ and is resumed
 # automatically when its folder holds a last.ckpt without final weights.
 #
+#   make synthetic-base    hrnet18s from scratch on synthetic objects (≤ 30 min) → held-out synthetic eval + curve
+#   make photo-base        that base trained on coco_mval_dev photos + copy-paste + synthetic → GrabCut eval + curve
+#   make bundle-reference  both bases → models/reference/*.pt (+ curves, evals) → MODEL_CARD.md
 #   make train-reference   base → conv adapter + LoRA → merged models/reference/*.pt → GrabCut eval → MODEL_CARD.md
 #   make ablation          the ablation set on the same base → GrabCut + held-out synthetic HR → reports/ablation.md
 #   make gpu-data          coco_mval_dev training photos packed (≤ 50 MiB) for train/gpu_run.sh on a GPU machine
@@ -28,8 +31,16 @@ ABLATION_ARGS  ?=
 EVAL_ARGS      ?=
 CONFIGS        := train/configs
 
-BASE_RUN  := $(RUNS)/reference_base_w18s
+SYN_RUN   := $(RUNS)/synthetic_base_w18s
+PHOTO_RUN := $(RUNS)/photo_base_w18s
+BASE_RUN  := $(PHOTO_RUN)
 BASE_CKPT := $(BASE_RUN)/best.pt
+# Held-out synthetic set for the bases: 40 images of 1024 px (seed 9001, never used in training),
+# evaluated letterboxed into the bases' pixel scale with a 10-click cap; GrabCut at the photo base's scale
+# and at its own size (RITM's protocol).
+HOLDOUT_BASE   ?= $(RUNS)/holdout_synthetic
+SYN_EVAL_SIZE  ?= 128x192
+PHOTO_EVAL_SIZE ?= 128x192
 ABLATIONS := lora lora_bl conv conv_skip conv_skip_bl conv_skip_bl_sobel
 
 # $(call train_run,CONFIG,OUT_DIR,EXTRA): train, resuming when OUT_DIR holds a last.ckpt.
@@ -43,7 +54,7 @@ define evaluate
 $(BIN)/edgeclick evaluate --checkpoint $(1) --data $(2) --out $(3) $(if $(4),--dataset-format $(4)) $(EVAL_ARGS)
 endef
 
-.PHONY: train-reference ablation train-base gpu-data
+.PHONY: train-reference ablation train-base gpu-data synthetic-base photo-base bundle-reference
 
 # --- GPU run (train/gpu_run.sh on a lent GPU machine) ---------------------------------------------
 
@@ -51,12 +62,38 @@ GPU_DATA ?= $(RUNS)/gpu_data/coco_train
 gpu-data: | $(STAMP)
 	$(BIN)/python -m edgeclick.train.pack_data $(COCO) $(GPU_DATA) --max-mib 50
 
-# --- reference -------------------------------------------------------------------------------------
+# --- bases that segment (from scratch on this CPU) ---------------------------------------------------
 
-$(BASE_CKPT): | $(STAMP)
-	$(call train_run,$(CONFIGS)/reference_base_w18s.yaml,$(BASE_RUN))
+$(HOLDOUT_BASE)/gt: | $(STAMP)
+	$(BIN)/python -m edgeclick.train.holdout $(HOLDOUT_BASE) --n 40 --size 1024
 
+$(SYN_RUN)/best.pt: | $(STAMP)
+	$(call train_run,$(CONFIGS)/synthetic_base_w18s.yaml,$(SYN_RUN),data.coco_dir=null)
+
+$(SYN_RUN)/eval_holdout/summary.json: $(SYN_RUN)/best.pt | $(HOLDOUT_BASE)/gt
+	$(call evaluate,$<,$(HOLDOUT_BASE),$(@D),hq) --size $(SYN_EVAL_SIZE) --max-clicks 10
+
+$(PHOTO_RUN)/best.pt: $(SYN_RUN)/best.pt
+	$(call train_run,$(CONFIGS)/photo_base_w18s.yaml,$(PHOTO_RUN),base_checkpoint=$<)
+
+$(PHOTO_RUN)/eval_grabcut/summary.json: $(PHOTO_RUN)/best.pt
+	$(call evaluate,$<,$(GRABCUT),$(@D)) --size $(PHOTO_EVAL_SIZE)
+
+$(PHOTO_RUN)/eval_grabcut_own_size/summary.json: $(PHOTO_RUN)/best.pt
+	$(call evaluate,$<,$(GRABCUT),$(@D))
+
+$(PHOTO_RUN)/eval_holdout/summary.json: $(PHOTO_RUN)/best.pt | $(HOLDOUT_BASE)/gt
+	$(call evaluate,$<,$(HOLDOUT_BASE),$(@D),hq) --size $(PHOTO_EVAL_SIZE) --max-clicks 10
+
+%/learning_curve.png: %/best.pt
+	$(BIN)/python -m edgeclick.train.curves $* --out $@
+
+synthetic-base: $(SYN_RUN)/eval_holdout/summary.json $(SYN_RUN)/learning_curve.png
+photo-base: $(PHOTO_RUN)/eval_grabcut/summary.json $(PHOTO_RUN)/eval_grabcut_own_size/summary.json \
+            $(PHOTO_RUN)/eval_holdout/summary.json $(PHOTO_RUN)/learning_curve.png
 train-base: $(BASE_CKPT)
+
+# --- reference -------------------------------------------------------------------------------------
 
 $(RUNS)/reference_conv_adapter/best.adapter.pt: $(BASE_CKPT)
 	$(call train_run,$(CONFIGS)/reference_conv_adapter.yaml,$(RUNS)/reference_conv_adapter,base_checkpoint=$(BASE_CKPT))
