@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 WEB_STAMP := web/node_modules/.package-lock.json
 DATA   ?= ../shared/data/grabcut
+# demo data: default GrabCut, or held-out synthetic images for a synthetic-only model (edgeclick demo --help)
+DEMO_DATA ?=
 SIZE   ?=
 CKPT   ?=
 
@@ -47,7 +49,7 @@ web: $(STAMP) $(WEB_STAMP)
 # MODEL: a registered weights name (make weights NAME=ritm-hrnet18s first) or a checkpoint path; CKPT works too.
 MODEL ?=
 demo: $(STAMP)
-	$(BIN)/edgeclick demo --data $(DATA) $(if $(or $(MODEL),$(CKPT)),--checkpoint $(or $(MODEL),$(CKPT))) $(if $(SIZE),--size $(SIZE))
+	$(BIN)/edgeclick demo $(if $(DEMO_DATA),--data $(DEMO_DATA)) $(if $(or $(MODEL),$(CKPT)),--checkpoint $(or $(MODEL),$(CKPT))) $(if $(SIZE),--size $(SIZE))
 
 # RITM's published checkpoints: `make weights` lists them, `make weights NAME=ritm-hrnet18s` downloads one.
 weights: $(STAMP)

@@ -6,8 +6,14 @@
 3. parity of every artifact that can run here against PyTorch, with RITM click sessions on GrabCut
    samples (`edgeclick parity`);
 4. latency / CPU / memory of the runnable artifacts against the eager PyTorch anchor (`edgeclick bench`);
-5. one summary table.
+5. masks.png: RITM click sessions through the first runnable artifact, the mask after 1, 3 and 5 clicks;
+6. one summary table.
 Reports land under reports/demo/.
+
+A checkpoint may say in its meta how it should be shown: `input_size` [H, W] (the letterbox size it was
+trained for; --size overrides) and `demo_data: "synthetic-holdout"` for a model trained on synthetic
+objects only, which the demo then runs on freshly generated held-out synthetic images (the generator's
+held-out seed, never used in training) instead of GrabCut, and says so.
 """
 from __future__ import annotations
 
@@ -17,11 +23,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgeclick import contract
+from edgeclick.io import write_bytes_atomic
 
 # What `make train-reference` writes (train/train.mk): the paper's model, w18s + conv adapter (skip, Sobel).
 BUNDLED = Path(__file__).resolve().parents[1] / "models" / "reference" / "conv_adapter_w18s.pt"
 DEFAULT_DATA = Path("../shared/data/grabcut")
+SYNTHETIC_HOLDOUT = "synthetic-holdout"
+"""meta["demo_data"] of a checkpoint trained on synthetic objects only."""
+MASK_CLICKS: tuple[int, ...] = (1, 3, 5)
+"""Clicks after which masks.png shows the mask."""
 
 
 def _checkpoint(args: argparse.Namespace, work: Path) -> tuple[Path, str]:
@@ -42,6 +55,48 @@ def _checkpoint(args: argparse.Namespace, work: Path) -> tuple[Path, str]:
           "      hrnet18s late-fusion model. Masks are meaningless; export, parity plumbing and timings are real.",
           file=sys.stderr)
     return path, "untrained hrnet18s (no reference model bundled yet)"
+
+
+def _demo_meta(checkpoint: Path) -> dict[str, Any]:
+    """The checkpoint's meta (empty for files without one)."""
+    from edgeclick.model.checkpoint import read_checkpoint
+
+    return dict(read_checkpoint(checkpoint).get("meta") or {})
+
+
+def _demo_data(args: argparse.Namespace, meta: dict[str, Any], out: Path) -> tuple[Path, str | None]:
+    """(dataset folder, note): --data when given; held-out synthetic images for synthetic-only models."""
+    if args.data is not None:
+        return args.data, None
+    if meta.get("demo_data") != SYNTHETIC_HOLDOUT:
+        return DEFAULT_DATA, None
+    from edgeclick.train.holdout import write_holdout
+
+    folder = write_holdout(out / "holdout_synthetic", n=args.samples, size=1024)
+    return folder, (f"this model was trained on synthetic objects only: the demo runs on {args.samples} held-out "
+                    f"synthetic 1024-px images generated into {folder} (pass --data DIR for others)")
+
+
+def plot_click_sessions(backend: Any, samples: list[Any], clicks: tuple[int, ...] = MASK_CLICKS) -> bytes:
+    """PNG: per sample (rows), the mask after each number of RITM clicks in `clicks` (columns)."""
+    from edgeclick.clicks import Clicker
+    from edgeclick.evaluate import make_preview
+    from edgeclick.metrics import iou
+    from edgeclick.report import plot_worst
+    from edgeclick.runtimes.session import Session
+
+    session = Session(backend)
+    previews = []
+    for sample in samples:
+        session.set_image(sample.image)
+        clicker = Clicker(sample.gt)
+        pred = np.zeros(sample.gt.shape, dtype=bool)
+        for k in range(1, max(clicks) + 1):
+            click = clicker.make_next_click(pred)
+            pred = session.click(click.x, click.y, click.positive) > contract.PROB_THRESHOLD
+            if k in clicks:
+                previews.append(make_preview(sample, pred, list(clicker.clicks), iou(pred, sample.gt)))
+    return plot_worst(previews, columns=len(clicks))
 
 
 def _export(checkpoint: Path, size: tuple[int, int], out: Path) -> tuple[list[Path], list[str]]:
@@ -80,6 +135,11 @@ def run(args: argparse.Namespace) -> int:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     checkpoint, origin = _checkpoint(args, out)
+    meta = _demo_meta(checkpoint)
+    args.size = args.size or tuple(meta.get("input_size") or contract.DEFAULT_SIZE)
+    args.data, data_note = _demo_data(args, meta, out)
+    if data_note:
+        print(f"NOTE: {data_note}", file=sys.stderr)
     artifacts, problems = _export(checkpoint, args.size, out / "artifacts")
     runnable = [a for a in artifacts if _runnable(a)]
     skipped = [f"{a.name}: spec checked at export; prediction needs macOS" for a in artifacts if a not in runnable]
@@ -99,6 +159,9 @@ def run(args: argparse.Namespace) -> int:
             row.update(parity="pass" if report.passed else "FAIL", max_dlogit=summary.get("max_abs_logit"),
                        min_mask_iou=summary.get("min_mask_iou"), noc90_diff=summary.get("noc90_difference"))
         rows.append(row)
+    if samples and runnable:
+        masks = write_bytes_atomic(out / "masks.png", plot_click_sessions(open_artifact(runnable[0]), samples))
+        print(f"masks after {', '.join(map(str, MASK_CLICKS))} clicks ({runnable[0].name}): {masks}", file=sys.stderr)
 
     bench = None
     if runnable:
@@ -149,8 +212,10 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("demo", help="export → parity on real images → bench, with one summary table")
     p.add_argument("--checkpoint", type=Path, default=None, help="edgeclick checkpoint or registered weights name, e.g. ritm-hrnet18s (default: bundled reference model)")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="dataset folder for parity (default: %(default)s)")
-    p.add_argument("--size", type=parse_size, default=contract.DEFAULT_SIZE, help="model input HxW (default 640x960)")
+    p.add_argument("--data", type=Path, default=None, help=f"dataset folder for parity and masks.png (default: {DEFAULT_DATA}, "
+                   "or held-out synthetic images for a model trained on synthetic objects only)")
+    p.add_argument("--size", type=parse_size, default=None, help="model input HxW (default: the checkpoint's meta "
+                   f"input_size, else {contract.DEFAULT_SIZE[0]}x{contract.DEFAULT_SIZE[1]})")
     p.add_argument("--samples", type=int, default=3)
     p.add_argument("--clicks", type=int, default=10)
     p.add_argument("--runs", type=int, default=10, help="timed runs per graph in the bench")
