@@ -10,7 +10,8 @@ folder, sends SIGKILL after a uniform random delay, and checks:
 1. everything a later command would read is complete: every visible artifact folder has a manifest whose
    files exist with the recorded sha256 and says complete; every checkpoint, calibration cache and report
    present loads; hidden temporary names (.name.staging-*, .name.*.tmp) are counted as litter, not output;
-2. running the command again (train: `--resume` when last.ckpt exists) finishes (exit 0) with valid outputs;
+2. running the command again (train: `--resume` when last.ckpt exists) finishes (exit 0) with valid outputs
+   (every other train kill is timed from its first last.ckpt, so that resumes are exercised);
 3. train: the resumed run's last.pt against the uninterrupted run's (max |Δweight|, bit-identical or not).
 """
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Trial:
     command: str
     delay_s: float
     killed: bool  # False when the command had finished before the signal
+    after_checkpoint: bool = False  # delay counted from the first last.ckpt (train), not from the start
     problems: list[str] = field(default_factory=list)  # outputs a later command would take for complete but are not
     litter: list[str] = field(default_factory=list)  # hidden temporary files / folders left behind
     rerun_exit: int | None = None
@@ -66,11 +68,14 @@ def run(args: list[str], cwd: Path, timeout: float = 900) -> int:
                           stderr=subprocess.DEVNULL, timeout=timeout).returncode
 
 
-def run_and_kill(args: list[str], cwd: Path, delay: float) -> bool:
-    """Start the command, SIGKILL it after `delay` seconds; True if it was still running (killed)."""
+def run_and_kill(args: list[str], cwd: Path, delay: float, after: Path | None = None) -> bool:
+    """Start the command, SIGKILL it `delay` seconds after it starts (or after the file `after` appears);
+    True if it was still running (killed)."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     proc = subprocess.Popen(_python_edgeclick(args), cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
+    while after is not None and not after.exists() and proc.poll() is None:
+        time.sleep(0.05)
     try:
         proc.wait(timeout=delay)
         return False
@@ -202,13 +207,17 @@ def weight_diff(a: Path, b: Path) -> float:
     return max(float((wa[k].double() - wb[k].double()).abs().max()) for k in wa) if wa.keys() == wb.keys() else float("inf")
 
 
-def trial(command: str, shared: Path, reference: Path, duration: float, rng: random.Random) -> Trial:
-    """One kill at a random moment of a run, the checks, and the re-run."""
+def trial(command: str, shared: Path, reference: Path, duration: float, rng: random.Random,
+          after_checkpoint: bool = False) -> Trial:
+    """One kill at a random moment of a run (train with after_checkpoint: a random moment after its first
+    last.ckpt, so that --resume has something to resume), the checks, and the re-run."""
     import torch
 
     root = Path(tempfile.mkdtemp(prefix=f"kill-{command}-", dir=shared))
-    delay = rng.uniform(0.2, duration)
-    result = Trial(command, round(delay, 2), run_and_kill(command_args(command, shared, root), shared, delay))
+    after = root / "run" / "last.ckpt" if after_checkpoint else None
+    delay = rng.uniform(0.0 if after_checkpoint else 0.2, duration / 2 if after_checkpoint else duration)
+    result = Trial(command, round(delay, 2), run_and_kill(command_args(command, shared, root), shared, delay, after),
+                   after_checkpoint=after_checkpoint)
     result.problems = CHECKS[command](root)
     result.litter = _hidden(root)
     again = command_args(command, shared, root)
@@ -241,9 +250,11 @@ def killtest(commands: list[str], repeats: int, seed: int, work: Path, progress:
             raise RuntimeError(f"uninterrupted {command} failed with exit status {code}")
         trials = []
         for i in range(repeats):
-            t = trial(command, work, reference, duration, rng)
+            # train: every other kill lands after the first last.ckpt, or a short run would rarely reach --resume
+            t = trial(command, work, reference, duration, rng, after_checkpoint=command == "train" and i % 2 == 1)
             trials.append(t)
-            progress(f"{command} #{i + 1}: kill after {t.delay_s:.1f} s ({'killed' if t.killed else 'had finished'})"
+            progress(f"{command} #{i + 1}: kill after {t.delay_s:.1f} s{' past the first last.ckpt' if t.after_checkpoint else ''} "
+                     f"({'killed' if t.killed else 'had finished'})"
                      f"{'' if t.resumed_from_step is None else f', resumed from step {t.resumed_from_step}'}: "
                      f"{'ok' if t.ok else 'PROBLEM'} {t.problems + t.rerun_problems or ''} litter {len(t.litter)}"
                      f"{'' if t.max_abs_weight_diff is None else f', max |Δw| vs uninterrupted {t.max_abs_weight_diff:.3g}'}")
