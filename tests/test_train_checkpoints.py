@@ -211,3 +211,25 @@ def test_out_dir_guards(tmp_path: Path) -> None:
 def test_lightning_checkpoint_io_is_atomic(tmp_path: Path) -> None:
     trainer = build_trainer(_small(tmp_path, 1))
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+
+
+def test_best_weights_break_noc_ties_by_miou(tmp_path: Path) -> None:
+    """At the NoC cap (every from-scratch run's first hundreds of steps) better masks still count as better."""
+    from types import SimpleNamespace
+
+    from edgeclick.train.callbacks import RunOutputs
+    from edgeclick.train.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "train" / "configs" / "tiny_smoke.yaml",
+                      [f"out_dir={tmp_path}"])
+    outputs = RunOutputs(cfg)
+    written: list[float] = []
+    module = SimpleNamespace(export_weights=lambda path, meta: written.append(meta["val/noc90"]))
+    for noc, miou in ((10.0, 0.2), (10.0, 0.4), (10.0, 0.3), (9.0, 0.1), (9.0, 0.1)):
+        trainer = SimpleNamespace(sanity_checking=False, is_global_zero=True,
+                                  callback_metrics={"val/noc90": torch.tensor(noc), "val/miou@3": torch.tensor(miou)})
+        outputs.on_validation_end(trainer, module)  # type: ignore[arg-type]
+    assert written == [10.0, 10.0, 9.0]  # 0.2, then 0.4 (tie broken), then NoC 9; equal scores keep the earlier
+    restored = RunOutputs(cfg)
+    restored.load_state_dict(outputs.state_dict())
+    assert (restored.best_score, restored.best_tiebreak) == (9.0, pytest.approx(0.1))

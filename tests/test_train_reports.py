@@ -35,7 +35,7 @@ def test_model_card_takes_numbers_from_reports(tmp_path: Path) -> None:
     out = tmp_path / "MODEL_CARD.md"
     assert card_main(["--out", str(out), "--model", "tiny", str(ckpt), "--report", "tiny", "GrabCut", str(report)]) == 0
     text = out.read_text()
-    assert "| tiny | GrabCut | 5 | 20 | 2.89 | 3.14 | 1 | 6.78 | 7.78 | 0.500 | 0.580 | 0.042 |" in text
+    assert "| tiny | GrabCut | own size | 5 | 20 | 2.89 | 3.14 | 1 | 6.78 | 7.78 | 0.500 | 0.540 | 0.580 | 0.042 |" in text
     assert "123 steps × batch 4" in text and "boundary 0.1" in text
     with pytest.raises(SystemExit):
         card_main(["--out", str(out), "--model", "tiny", str(ckpt), "--report", "other", "GrabCut", str(report)])

@@ -2,7 +2,8 @@
 
     out_dir/config.yaml            the resolved TrainConfig (written at fit start, rank 0)
     out_dir/last.ckpt              Lightning's resumable state (every `checkpoint_every` steps and at the end)
-    out_dir/best.pt | best.adapter.pt   weights with the lowest val/noc90 so far (edgeclick formats)
+    out_dir/best.pt | best.adapter.pt   weights with the lowest val/noc90 so far, ties to the higher
+                                   val/miou@3 (edgeclick formats)
     out_dir/last.pt | last.adapter.pt   weights at the end of training
     out_dir/trace/rank{r}.json     with record_samples: indices seen and parameter digest per rank
 
@@ -23,6 +24,9 @@ from edgeclick.train.config import TrainConfig
 LAST_CKPT = "last.ckpt"
 CONFIG_FILE = "config.yaml"
 MONITOR = "val/noc90"
+TIEBREAK = "val/miou@3"
+"""Breaks MONITOR ties (higher wins): a model still at the NoC cap is better when its masks are better,
+which is where every run from scratch spends its first hundreds of steps."""
 
 
 def weights_names(cfg: TrainConfig) -> tuple[str, str]:
@@ -43,6 +47,7 @@ class RunOutputs(Callback):
         self.out_dir = Path(cfg.out_dir)
         self.best_name, self.last_name = weights_names(cfg)
         self.best_score = math.inf
+        self.best_tiebreak = -math.inf
         self.best_written = False
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -53,8 +58,10 @@ class RunOutputs(Callback):
         if trainer.sanity_checking or MONITOR not in trainer.callback_metrics:
             return
         score = float(trainer.callback_metrics[MONITOR])
-        if score < self.best_score:
-            self.best_score = score
+        metric = trainer.callback_metrics.get(TIEBREAK)
+        tiebreak = float(metric) if metric is not None else -math.inf
+        if (score, -tiebreak) < (self.best_score, -self.best_tiebreak):
+            self.best_score, self.best_tiebreak = score, tiebreak
             self.best_written = True
             if trainer.is_global_zero:
                 pl_module.export_weights(self.out_dir / self.best_name, meta={MONITOR: score})  # type: ignore[operator]
@@ -78,10 +85,11 @@ class RunOutputs(Callback):
             pl_module.export_weights(self.out_dir / self.best_name, meta={MONITOR: None})  # type: ignore[operator]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best_score": self.best_score, "best_written": self.best_written}
+        return {"best_score": self.best_score, "best_tiebreak": self.best_tiebreak, "best_written": self.best_written}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best_score = float(state_dict.get("best_score", math.inf))
+        self.best_tiebreak = float(state_dict.get("best_tiebreak", -math.inf))
         self.best_written = bool(state_dict.get("best_written", False))
 
 

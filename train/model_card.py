@@ -48,11 +48,12 @@ def training_facts(meta: dict[str, Any]) -> dict[str, Any]:
     if "adapter_meta" in meta:
         inner = meta["adapter_meta"]
         return {"kind": "adapter (merged)", "steps": inner.get("global_step"), "config": inner.get("train_config", {}),
-                "base_sha256": meta.get("base_sha256"), "val_noc90": inner.get("val/noc90")}
+                "base_sha256": meta.get("base_sha256"), "val_noc90": inner.get("val/noc90"), "selected": "val/noc90" in inner}
     if "train_config" in meta:
         return {"kind": "base", "steps": meta.get("global_step"), "config": meta["train_config"],
-                "base_sha256": None, "val_noc90": meta.get("val/noc90")}
-    return {"kind": meta.get("source", "unknown"), "steps": None, "config": {}, "base_sha256": None, "val_noc90": None}
+                "base_sha256": None, "val_noc90": meta.get("val/noc90"), "selected": "val/noc90" in meta}
+    return {"kind": meta.get("source", "unknown"), "steps": None, "config": {}, "base_sha256": None, "val_noc90": None,
+            "selected": False}
 
 
 def training_wall_seconds(out_dir: str | Path | None) -> float | None:
@@ -142,9 +143,13 @@ def render_card(models: list[CardModel], title: str = "edgeclick reference model
             f"loss NFL {loss.get('nfl')} + aux BCE {loss.get('aux_bce')} + boundary {loss.get('boundary')}; "
             f"AdamW lr {optim.get('lr')} (warm-up {optim.get('warmup_steps')}, cosine), weight decay {optim.get('weight_decay')}; "
             f"iterative training with up to {cfg.get('max_num_next_clicks')} simulated clicks; "
-            f"these weights are the run's best val NoC@90 (cap {cfg.get('val', {}).get('max_clicks')} clicks, "
-            f"the earliest of ties) {_fmt(f['val_noc90'])}, at step {f['steps']}"
-            + (f"; base sha256 `{str(f['base_sha256'])[:16]}`" if f["base_sha256"] else "") + ".")
+            + (f"these weights are the run's best val NoC@90 (cap {cfg.get('val', {}).get('max_clicks')} clicks, "
+               f"ties to the higher val mIoU@3) {_fmt(f['val_noc90'])}, at step {f['steps']}" if f["selected"]
+               else f"these are the run's final weights, at step {f['steps']}")
+            + (f"; base sha256 `{str(f['base_sha256'])[:16]}`" if f["base_sha256"] else "")
+            + (f"; initialised from `{cfg['base_checkpoint']}`" if f["kind"] == "base" and cfg.get("base_checkpoint") else "")
+            + (f"; click-branch scale initialised to {cfg['click_scale_init']}" if cfg.get("click_scale_init") else "")
+            + ".")
         if m.curve is not None:
             lines += ["", f"![learning curve of {m.name}]({m.curve.name})", ""]
 
