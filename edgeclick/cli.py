@@ -97,7 +97,7 @@ def parse_click(text: str) -> tuple[float, float, bool]:
     return x, y, sign in POSITIVE
 
 
-def read_image_arg(path: Path, what: str = "image") -> Any:
+def read_image_arg(path: Path, what: str = "input image") -> Any:
     """H×W×3 uint8 RGB from an image file, or a UsageError naming the file, the problem and the fix."""
     from PIL import Image
 

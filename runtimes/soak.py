@@ -135,7 +135,7 @@ def run_soak(session: Any, clicks: int = DEFAULT_CLICKS, size: tuple[int, int] =
     rss_start = rss_mb() or 0.0
     reference = _first_session(session, images[0], np.random.default_rng(seed))
     rng = np.random.default_rng(seed + 1)
-    counts = {"clicks": 0, "undos": 0, "resets": 0, "images": 1}
+    counts = {"clicked": 0, "undos": 0, "resets": 0, "images": 1}
     latencies: list[float] = []
     samples: list[tuple[int, float]] = []
     rss_warm = peak_sampled = 0.0
@@ -143,7 +143,7 @@ def run_soak(session: Any, clicks: int = DEFAULT_CLICKS, size: tuple[int, int] =
     start = time.perf_counter()
     image = images[0]
     session.set_image(image)
-    while counts["clicks"] < clicks:
+    while counts["clicked"] < clicks:
         roll = rng.random()
         n = len(session.clicks)
         if n and roll < P_UNDO:
@@ -157,18 +157,18 @@ def run_soak(session: Any, clicks: int = DEFAULT_CLICKS, size: tuple[int, int] =
             t = time.perf_counter()
             session.click(float(rng.uniform(0, w - 1)), float(rng.uniform(0, h - 1)), bool(rng.random() < 0.7))
             latencies.append(time.perf_counter() - t)
-            counts["clicks"] += 1
-            if counts["clicks"] % NEW_IMAGE_EVERY == 0:
-                image = images[counts["clicks"] // NEW_IMAGE_EVERY % len(images)]
+            counts["clicked"] += 1
+            if counts["clicked"] % NEW_IMAGE_EVERY == 0:
+                image = images[counts["clicked"] // NEW_IMAGE_EVERY % len(images)]
                 session.set_image(image)
                 counts["images"] += 1
-            if counts["clicks"] == warmup:
+            if counts["clicked"] == warmup:
                 rss_warm = rss_mb() or 0.0
                 hwm_reset = reset_peak_rss()
-            if counts["clicks"] % sample_every == 0:
+            if counts["clicked"] % sample_every == 0:
                 rss = rss_mb() or 0.0
-                samples.append((counts["clicks"], round(rss, 2)))
-                if counts["clicks"] > warmup:
+                samples.append((counts["clicked"], round(rss, 2)))
+                if counts["clicked"] > warmup:
                     peak_sampled = max(peak_sampled, rss)
     seconds = time.perf_counter() - start
     hwm = rss_mb("VmHWM") if hwm_reset else None
@@ -177,7 +177,7 @@ def run_soak(session: Any, clicks: int = DEFAULT_CLICKS, size: tuple[int, int] =
     identical = all(np.array_equal(a, b) for a, b in zip(reference, replay, strict=True))
     after = latencies[warmup:]
     return SoakResult(
-        backend=backend or getattr(getattr(session, "backend", None), "name", "?"), clicks=counts["clicks"],
+        backend=backend or getattr(getattr(session, "backend", None), "name", "?"), clicks=counts["clicked"],
         undos=counts["undos"], resets=counts["resets"], images=counts["images"], warmup_clicks=warmup,
         rss_start_mb=round(rss_start, 2), rss_after_warmup_mb=round(rss_warm, 2), peak_rss_after_warmup_mb=round(peak, 2),
         rss_end_mb=round(rss_mb() or 0.0, 2), growth=round((peak - rss_warm) / rss_warm, 5) if rss_warm else float("nan"),
