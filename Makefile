@@ -65,7 +65,7 @@ export: $(STAMP)
 
 # Variants of CKPT (default: the bundled reference) for TARGET, calibrated on CALIB_DATA click sessions and
 # gated on DATA: reports/calibration/<name>/calibration.md, artifacts/calibration/<name>/final/.
-CALIB_CKPT     ?= models/reference/conv_adapter_w18s.pt
+CALIB_CKPT     ?= models/reference/base_w18s.pt
 CALIB_DATA     ?= $(EDGECLICK_DATA)/coco_mval_dev
 CALIBRATE_ARGS ?=
 calibrate: $(STAMP)

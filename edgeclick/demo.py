@@ -28,8 +28,8 @@ import numpy as np
 from edgeclick import contract
 from edgeclick.io import write_bytes_atomic
 
-# What `make train-reference` writes (train/train.mk): the paper's model, w18s + conv adapter (skip, Sobel).
-BUNDLED = Path(__file__).resolve().parents[1] / "models" / "reference" / "conv_adapter_w18s.pt"
+# What `make bundle-reference` writes (train/train.mk): the reference base, hrnet18s trained on this CPU.
+BUNDLED = Path(__file__).resolve().parents[1] / "models" / "reference" / "base_w18s.pt"
 DEFAULT_DATA = Path("../shared/data/grabcut")
 SYNTHETIC_HOLDOUT = "synthetic-holdout"
 """meta["demo_data"] of a checkpoint trained on synthetic objects only."""

@@ -83,3 +83,15 @@ def test_pack_data_copies_training_pairs_under_a_cap(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="already exists"):
         pack_data.pack(src, tmp_path / "one", max_mib=1.0)
     assert not list(tmp_path.glob(".*staging*"))
+
+
+def test_bundle_adds_demo_meta(tmp_path: Path) -> None:
+    from edgeclick.model import create_model
+    from edgeclick.model.checkpoint import save_checkpoint
+    from edgeclick.train import bundle
+
+    src = save_checkpoint(create_model("tiny", fusion="early"), tmp_path / "src.pt", meta={"global_step": 7})
+    assert bundle.main([str(src), str(tmp_path / "b.pt"), "--input-size", "64x96", "--demo-data", "synthetic-holdout",
+                        "--float16"]) == 0
+    meta = read_checkpoint(tmp_path / "b.pt")["meta"]
+    assert meta == {"global_step": 7, "input_size": [64, 96], "demo_data": "synthetic-holdout", "stored_dtype": "float16"}

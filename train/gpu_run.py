@@ -28,8 +28,8 @@ import lightning as L
 import torch
 
 from edgeclick.io import write_text_atomic
-from edgeclick.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from edgeclick.train.bench_steps import StepTimer
+from edgeclick.train.bundle import bundle
 from edgeclick.train.callbacks import weights_names
 from edgeclick.train.config import TrainConfig, load_config
 from edgeclick.train.loop import build_trainer, check_out_dir
@@ -53,8 +53,7 @@ def write_small_weights(src: Path, dst: Path, max_mib: float) -> str:
     if src.stat().st_size <= max_mib * 2**20:
         shutil.copyfile(src, dst)
         return "float32"
-    meta = read_checkpoint(src).get("meta", {})
-    save_checkpoint(load_checkpoint(src).half(), dst, meta={**meta, "stored_dtype": "float16"})
+    bundle(src, dst, float16=True)
     return "float16"
 
 
