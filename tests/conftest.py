@@ -2,11 +2,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
+import torch
 
 from .helpers import export_tiny_onnx
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads() -> Iterator[None]:
+    """Every test starts with the process's torch thread count: benches, training and soak runs set their own,
+    and a different count changes float reductions enough to move golden comparisons (seen: 1.1e-5 vs 1e-5)."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

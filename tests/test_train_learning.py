@@ -15,7 +15,6 @@ after; it must rise well above where it started.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
 import lightning as L
 import numpy as np
@@ -33,13 +32,6 @@ from edgeclick.train.validate import click_scores
 TINY = Path(__file__).resolve().parents[1] / "train" / "configs" / "tiny_smoke.yaml"
 CROP = (64, 96)
 MEMORISE_STEPS = 200
-
-
-@pytest.fixture(autouse=True)
-def _restore_threads() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def two_object_images() -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -21,13 +21,6 @@ from edgeclick.train.module import ClickTrainer, WarmupCosine
 TINY = Path(__file__).resolve().parents[1] / "train" / "configs" / "tiny_smoke.yaml"
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "train" / "configs"
 CONFIGS = sorted(CONFIG_DIR.rglob("*.yaml"))
-
-
-@pytest.fixture(autouse=True)
-def _restore_threads() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_unknown_keys_rejected_with_known_ones() -> None:
