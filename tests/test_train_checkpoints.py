@@ -233,3 +233,51 @@ def test_best_weights_break_noc_ties_by_miou(tmp_path: Path) -> None:
     restored = RunOutputs(cfg)
     restored.load_state_dict(outputs.state_dict())
     assert (restored.best_score, restored.best_tiebreak) == (9.0, pytest.approx(0.1))
+
+
+class _Interrupt(L.Callback):
+    """After optimizer step `step`: stop (Lightning then saves last.ckpt and counts the epoch as done) or crash
+    (the run dies; last.ckpt is the periodic one, mid-epoch, as a kill -9 leaves it)."""
+
+    def __init__(self, step: int, crash: bool) -> None:
+        self.step = step
+        self.crash = crash
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.global_step >= self.step:
+            if self.crash:
+                raise RuntimeError("simulated kill")
+            trainer.should_stop = True
+
+
+@pytest.mark.parametrize("crash", [False, True], ids=["stopped", "killed"])
+def test_resume_mid_epoch_reaches_the_uninterrupted_weights(tmp_path: Path, crash: bool) -> None:
+    """Data order, augmentation, simulated clicks and dropout depend only on (seed, step): interrupted at
+    step 7 of a 12-step epoch (killed: resumed from the step-5 checkpoint) and resumed, the run ends with
+    bit-identical weights (CPU, same thread count)."""
+    from edgeclick.train.config import load_config
+    from edgeclick.train.loop import build_trainer, fit
+    from edgeclick.train.module import ClickTrainer
+
+    tiny = Path(__file__).resolve().parents[1] / "train" / "configs" / "tiny_smoke.yaml"
+    torch.set_num_threads(1)
+
+    def config(name: str) -> Any:
+        return load_config(tiny, [f"out_dir={tmp_path / name}", "max_steps=20", "checkpoint_every=5", "val.every=6"])
+
+    fit(config("whole"))
+    cfg = config("cut")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    trainer = build_trainer(cfg)
+    trainer.callbacks.append(_Interrupt(7, crash))
+    if crash:
+        with pytest.raises(RuntimeError, match="simulated kill"):
+            trainer.fit(ClickTrainer(cfg))
+        assert torch.load(tmp_path / "cut" / "last.ckpt", weights_only=False)["global_step"] == 5
+    else:
+        trainer.fit(ClickTrainer(cfg))
+        assert trainer.global_step == 7
+    fit(cfg, resume=True)
+    whole = load_checkpoint(tmp_path / "whole" / "last.pt").state_dict()
+    resumed = load_checkpoint(tmp_path / "cut" / "last.pt").state_dict()
+    assert [k for k in whole if not torch.equal(whole[k], resumed[k])] == []

@@ -22,12 +22,12 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from edgeclick import contract
 from edgeclick.io import sha256_file, write_text_atomic
@@ -63,6 +63,29 @@ class IndexedDataset(Dataset):
         item = dict(self.dataset[index])
         item[INDEX_KEY] = index
         return item
+
+
+class EpochPermutationSampler(Sampler[int]):
+    """Shuffled dataset indices that depend only on (seed, epoch), able to start part-way through an epoch.
+
+    The owner sets `epoch` and `skip` before each iteration (`ClickTrainer._position_data`, from the
+    optimizer step): the order then follows the step, not Lightning's epoch counter, which a stopped and
+    resumed run advances differently. `skip` drops the first indices of the next iteration only.
+    """
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size = size
+        self.seed = seed
+        self.epoch = 0
+        self.skip = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[int]:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
+        start, self.skip = self.skip, 0
+        return iter(order[start:].tolist())
 
 
 class WarmupCosine:
@@ -140,6 +163,7 @@ class ClickTrainer(L.LightningModule):
         self.seen_indices: list[int] = []
         self._train_ds: Dataset | None = None
         self._val_ds: Dataset | None = None
+        self._sampler: EpochPermutationSampler | None = None
 
     # -- modes -------------------------------------------------------------------------------------
     def train(self, mode: bool = True) -> "ClickTrainer":
@@ -153,6 +177,11 @@ class ClickTrainer(L.LightningModule):
         # Lightning 2.x does not call .train() when fitting starts (it keeps the mode the module has and
         # restores per-submodule modes after validation), so the mode is set here, every batch.
         self.train()
+        # Every random draw of a step (simulated clicks; dropout in the OCR head) depends only on
+        # (seed, rank, step), so a run resumed anywhere continues exactly as the uninterrupted one.
+        seeds = np.random.SeedSequence([self.cfg.seed, self.global_rank, self.global_step]).generate_state(2)
+        self.rng = np.random.default_rng(seeds[0])
+        torch.manual_seed(int(seeds[1]))
 
     # -- data --------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -166,7 +195,11 @@ class ClickTrainer(L.LightningModule):
     def train_dataloader(self) -> DataLoader:
         workers = self.cfg.trainer.num_workers
         # Not persistent: workers must see set_epoch (a fresh copy of the dataset each epoch).
-        return DataLoader(self._train_ds, batch_size=self.cfg.batch_size, shuffle=True, drop_last=True,
+        if self.trainer.world_size > 1:  # Lightning shards through its DistributedSampler (shuffled per epoch)
+            return DataLoader(self._train_ds, batch_size=self.cfg.batch_size, shuffle=True, drop_last=True,
+                              num_workers=workers, persistent_workers=False)
+        self._sampler = EpochPermutationSampler(len(self._train_ds), self.cfg.seed)  # type: ignore[arg-type]
+        return DataLoader(self._train_ds, batch_size=self.cfg.batch_size, sampler=self._sampler, drop_last=True,
                           num_workers=workers, persistent_workers=False)
 
     def val_dataloader(self) -> DataLoader | list:
@@ -175,21 +208,31 @@ class ClickTrainer(L.LightningModule):
         return DataLoader(self._val_ds, batch_size=self.cfg.val.batch_size, shuffle=False,
                           num_workers=self.cfg.trainer.num_workers)
 
-    def _set_data_epoch(self) -> None:
-        """Fresh augmentations and synthetic objects each epoch (ClickTrainingDataset.set_epoch)."""
+    def _position_data(self) -> None:
+        """Point the data at the current optimizer step, before the epoch's iterator is made.
+
+        Single process: epoch = step // steps per epoch gives the augmentations and synthetic objects
+        (ClickTrainingDataset.set_epoch) and the order; a run resumed mid-epoch skips the batches already
+        trained. So a resumed run sees the batches the uninterrupted one would, whether it was killed after
+        a periodic checkpoint or stopped early (Lightning then counts the cut epoch as done). Under DDP the
+        DistributedSampler shuffles per Lightning epoch, and the dataset follows that epoch.
+        """
         dataset = self._train_ds.dataset if isinstance(self._train_ds, IndexedDataset) else self._train_ds
+        epoch = self.current_epoch
+        if self._sampler is not None:
+            steps_per_epoch = len(self._sampler) // self.cfg.batch_size  # drop_last: every epoch the same
+            epoch, step_in_epoch = divmod(self.global_step, steps_per_epoch)
+            self._sampler.epoch, self._sampler.skip = epoch, step_in_epoch * self.cfg.batch_size
         if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(self.current_epoch)
+            dataset.set_epoch(epoch)
 
     def on_train_start(self) -> None:
-        # Clicks differ per rank and continue deterministically after a resume.
-        self.rng = np.random.default_rng([self.cfg.seed, self.global_rank, self.global_step])
-        self._set_data_epoch()  # a resume mid-epoch does not call on_train_epoch_start
+        self._position_data()  # a resume mid-epoch does not call on_train_epoch_start
         if self.cfg.record_samples:
             self._initial_digest = parameter_digest(self.model)
 
     def on_train_epoch_start(self) -> None:
-        self._set_data_epoch()
+        self._position_data()
 
     # -- training ----------------------------------------------------------------------------------
     @torch.no_grad()
