@@ -11,9 +11,8 @@
 #
 # Variables: EDGECLICK_DATA (../shared/data), RUNS (runs), TRAIN_ARGS (extra key=value overrides for
 # every run, e.g. "trainer.devices=2" or "max_steps=50"), ABLATION_ARGS (extra overrides for ablation
-# runs only), EVAL_ARGS (extra `edgeclick evaluate` flags, e.g. --workers 2), HOLDOUT_N / HOLDOUT_SIZE
-# (held-out synthetic set: 20 images of 1024 px long side; every click is a full forward pass of the
-# early-fusion model at the image's size, so 2048 px costs ~4x per click on a CPU).
+# runs only), EVAL_ARGS (extra `edgeclick evaluate` flags, e.g. --workers 2), HOLDOUT_BASE
+# (the held-out synthetic set every model here is evaluated on: 40 images of 1024 px long side, seed 9001).
 #
 # Include this file after $(STAMP) and $(BIN) are defined (prerequisites expand when the rule is read).
 
@@ -22,10 +21,7 @@ RUNS           ?= runs
 REF            ?= models/reference
 GRABCUT        ?= $(EDGECLICK_DATA)/grabcut
 COCO           ?= $(EDGECLICK_DATA)/coco_mval_dev
-HOLDOUT        ?= $(RUNS)/holdout_synthetic_hr
-HOLDOUT_N      ?= 20
 ABLATION_OUT   ?= reports/ablation.md
-HOLDOUT_SIZE   ?= 1024
 TRAIN_ARGS     ?=
 ABLATION_ARGS  ?=
 EVAL_ARGS      ?=
@@ -41,6 +37,8 @@ BASE_CKPT := $(BASE_RUN)/last.pt
 HOLDOUT_BASE   ?= $(RUNS)/holdout_synthetic
 SYN_EVAL_SIZE  ?= 128x192
 PHOTO_EVAL_SIZE ?= 128x192
+# The adapters (ablation, reference adapters) run at 2x the base's pixel scale.
+ABLATION_EVAL_SIZE ?= 256x384
 ABLATIONS := lora lora_bl conv conv_skip conv_skip_bl conv_skip_bl_sobel
 
 # $(call train_run,CONFIG,OUT_DIR,EXTRA): train, resuming when OUT_DIR holds a last.ckpt.
@@ -147,9 +145,6 @@ train-reference: $(foreach m,$(REF_MODELS),$(REF)/eval/grabcut_$(m)/summary.json
 
 # --- ablation --------------------------------------------------------------------------------------
 
-$(HOLDOUT)/gt: | $(STAMP)
-	$(BIN)/python -m edgeclick.train.holdout $(HOLDOUT) --n $(HOLDOUT_N) --size $(HOLDOUT_SIZE)
-
 $(RUNS)/ablation/%/best.adapter.pt: $(BASE_CKPT)
 	$(call train_run,$(CONFIGS)/ablation/$*.yaml,$(RUNS)/ablation/$*,base_checkpoint=$(BASE_CKPT) $(ABLATION_ARGS))
 
@@ -160,11 +155,12 @@ $(RUNS)/ablation/base/merged.pt: $(BASE_CKPT)
 	@mkdir -p $(@D)
 	cp $< $@.tmp && mv $@.tmp $@
 
+# Every row, the base included, is evaluated at the adapters' input size: 2x the base's pixel scale.
 $(RUNS)/ablation/%/eval_grabcut/summary.json: $(RUNS)/ablation/%/merged.pt
-	$(call evaluate,$<,$(GRABCUT),$(@D))
+	$(call evaluate,$<,$(GRABCUT),$(@D)) --size $(ABLATION_EVAL_SIZE)
 
-$(RUNS)/ablation/%/eval_holdout/summary.json: $(RUNS)/ablation/%/merged.pt | $(HOLDOUT)/gt
-	$(call evaluate,$<,$(HOLDOUT),$(@D),hq)
+$(RUNS)/ablation/%/eval_holdout/summary.json: $(RUNS)/ablation/%/merged.pt | $(HOLDOUT_BASE)/gt
+	$(call evaluate,$<,$(HOLDOUT_BASE),$(@D),hq) --size $(ABLATION_EVAL_SIZE)
 
 ABLATION_ROWS := base:RITM_base lora:+LoRA lora_bl:+LoRA+BL conv:+conv conv_skip:+conv+skip \
                  conv_skip_bl:+conv+skip+BL conv_skip_bl_sobel:+conv+skip+BL+Sobel
