@@ -40,6 +40,19 @@ class StepTimer(L.Callback):
         self._cpu_start = 0.0
         self._end: float | None = None
 
+    def seconds_per_step(self, skip: int = 1) -> dict[str, float | int]:
+        """Means over the steps after the first `skip` (warm-up): compute, data wait, their sum, CPU.
+
+        Falls back to every step when no more than `skip` were timed.
+        """
+        compute = self.step[skip:] or self.step
+        data = self.data[skip:] or self.data or [0.0]
+        return {"steps_timed": len(compute), "compute_s_per_step_mean": statistics.mean(compute),
+                "compute_s_per_step_median": statistics.median(compute),
+                "cpu_s_per_step_mean": statistics.mean(self.cpu[skip:] or self.cpu),
+                "data_s_per_step_mean": statistics.mean(data),
+                "s_per_step_mean": statistics.mean(compute) + statistics.mean(data)}
+
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         self._start = time.perf_counter()
         self._cpu_start = time.process_time()
@@ -68,17 +81,12 @@ def bench(config: str | Path, steps: int, overrides: list[str]) -> dict[str, Any
         trainer = build_trainer(cfg)
         trainer.callbacks.append(timer)
         trainer.fit(ClickTrainer(cfg))
-    compute = timer.step[1:] or timer.step
-    data = timer.data[1:] or timer.data or [0.0]
-    mean = statistics.mean(compute) + statistics.mean(data)
+    timing = timer.seconds_per_step(skip=1)
     return {
         "config": str(config), "overrides": overrides, "model": cfg.model, "adapter": cfg.adapter is not None,
         "lora": cfg.lora is not None, "crop_size": list(cfg.data.crop_size), "batch_size": cfg.batch_size,
-        "threads": torch.get_num_threads(), "steps_timed": len(compute),
-        "compute_s_per_step_mean": statistics.mean(compute), "compute_s_per_step_median": statistics.median(compute),
-        "cpu_s_per_step_mean": statistics.mean(timer.cpu[1:] or timer.cpu),
-        "data_s_per_step_mean": statistics.mean(data), "s_per_step_mean": mean,
-        "projected_minutes_for_max_steps": mean * load_config(config, overrides).max_steps / 60.0,
+        "threads": torch.get_num_threads(), **timing,
+        "projected_minutes_for_max_steps": timing["s_per_step_mean"] * load_config(config, overrides).max_steps / 60.0,
     }
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -41,11 +40,9 @@ WARMUP_STEPS: int = 20
 
 def crops_per_second(timer: StepTimer, batch_size: int) -> dict[str, float | int]:
     """Throughput over the steps after WARMUP_STEPS: compute time plus the wait for data, per crop."""
-    compute = timer.step[WARMUP_STEPS:] or timer.step
-    data = timer.data[WARMUP_STEPS:] or timer.data or [0.0]
-    seconds_per_step = statistics.mean(compute) + statistics.mean(data)
-    return {"steps_timed": len(compute), "s_per_step": seconds_per_step, "data_wait_s_per_step": statistics.mean(data),
-            "crops_per_s": batch_size / seconds_per_step}
+    timing = timer.seconds_per_step(skip=WARMUP_STEPS)
+    return {"steps_timed": timing["steps_timed"], "s_per_step": timing["s_per_step_mean"],
+            "data_wait_s_per_step": timing["data_s_per_step_mean"], "crops_per_s": batch_size / timing["s_per_step_mean"]}
 
 
 def write_small_weights(src: Path, dst: Path, max_mib: float) -> str:
