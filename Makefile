@@ -82,5 +82,5 @@ import-ritm: $(STAMP)
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
 
-# train-reference, train-base, ablation
+# synthetic-base, photo-base, bundle-reference, ablation, gpu-data
 include train/train.mk

@@ -4,8 +4,7 @@
 #
 #   make synthetic-base    hrnet18s from scratch on synthetic objects (≤ 30 min) → held-out synthetic eval + curve
 #   make photo-base        that base trained on coco_mval_dev photos + copy-paste + synthetic → GrabCut eval + curve
-#   make bundle-reference  both bases → models/reference/*.pt (+ curves, evals) → MODEL_CARD.md
-#   make train-reference   base → conv adapter + LoRA → merged models/reference/*.pt → GrabCut eval → MODEL_CARD.md
+#   make bundle-reference  both bases + the best ablation adapter → models/reference/*.pt (+ curves, evals) → MODEL_CARD.md
 #   make ablation          the ablation set on the same base → GrabCut + held-out synthetic HR → reports/ablation.md
 #   make gpu-data          coco_mval_dev training photos packed (≤ 50 MiB) for train/gpu_run.sh on a GPU machine
 #
@@ -52,7 +51,7 @@ define evaluate
 $(BIN)/edgeclick evaluate --checkpoint $(1) --data $(2) --out $(3) $(if $(4),--dataset-format $(4)) $(EVAL_ARGS)
 endef
 
-.PHONY: train-reference ablation train-base gpu-data synthetic-base photo-base bundle-reference
+.PHONY: ablation train-base gpu-data synthetic-base photo-base bundle-reference
 
 # --- GPU run (train/gpu_run.sh on a lent GPU machine) ---------------------------------------------
 
@@ -107,41 +106,37 @@ $(REF)/eval/grabcut_lowres_%/summary.json: $(REF)/%.pt
 $(REF)/eval/holdout_%/summary.json: $(REF)/%.pt | $(HOLDOUT_BASE)/gt
 	$(call evaluate,$<,$(HOLDOUT_BASE),$(@D),hq) --size $(SYN_EVAL_SIZE) --max-clicks 10
 
+# The bundled adapter: the ablation row with the lowest NoC@90 on Boundary IoU of the held-out synthetic set
+# (reports/ablation.md), merged into the base, bundled with the input size it was trained for.
+ADAPTER ?= conv_skip_bl_sobel
+$(REF)/adapter_w18s.pt: $(RUNS)/ablation/$(ADAPTER)/merged.pt
+	$(BIN)/python -m edgeclick.train.bundle $< $@ --input-size $(ABLATION_EVAL_SIZE)
+
+$(REF)/eval/grabcut_2x_%/summary.json: $(REF)/%.pt
+	$(call evaluate,$<,$(GRABCUT),$(@D)) --size $(ABLATION_EVAL_SIZE)
+
+$(REF)/eval/holdout_2x_%/summary.json: $(REF)/%.pt | $(HOLDOUT_BASE)/gt
+	$(call evaluate,$<,$(HOLDOUT_BASE),$(@D),hq) --size $(ABLATION_EVAL_SIZE)
+
 # GrabCut at each image's own size (RITM's protocol) is `make photo-base`'s eval_grabcut_own_size: ~25 min
 # of this CPU for a model that was trained at 2.5x smaller pixel scale, so it is not part of the bundle.
 BUNDLE_EVALS := $(REF)/eval/grabcut_lowres_base_w18s/summary.json \
-                $(foreach m,base_w18s synthetic_base_w18s,$(REF)/eval/holdout_$(m)/summary.json)
+                $(foreach m,base_w18s synthetic_base_w18s,$(REF)/eval/holdout_$(m)/summary.json) \
+                $(REF)/eval/grabcut_2x_adapter_w18s/summary.json $(REF)/eval/holdout_2x_adapter_w18s/summary.json \
+                $(RUNS)/ablation/base/eval_grabcut/summary.json $(RUNS)/ablation/base/eval_holdout/summary.json
 
 bundle-reference: $(BUNDLE_EVALS) $(PHOTO_RUN)/learning_curve.png $(SYN_RUN)/learning_curve.png
-	$(BIN)/python -m edgeclick.train.model_card --out $(REF)/MODEL_CARD.md --title "edgeclick reference bases" \
+	$(BIN)/python -m edgeclick.train.model_card --out $(REF)/MODEL_CARD.md --title "edgeclick reference models" \
 		--model base_w18s $(REF)/base_w18s.pt --model synthetic_base_w18s $(REF)/synthetic_base_w18s.pt \
+		--model adapter_w18s $(REF)/adapter_w18s.pt \
 		--report base_w18s "GrabCut" $(REF)/eval/grabcut_lowres_base_w18s \
 		--report base_w18s "held-out synthetic (1024 px)" $(REF)/eval/holdout_base_w18s \
+		--report base_w18s "GrabCut at 2x" $(RUNS)/ablation/base/eval_grabcut \
+		--report base_w18s "held-out synthetic (1024 px) at 2x" $(RUNS)/ablation/base/eval_holdout \
+		--report adapter_w18s "GrabCut at 2x" $(REF)/eval/grabcut_2x_adapter_w18s \
+		--report adapter_w18s "held-out synthetic (1024 px) at 2x" $(REF)/eval/holdout_2x_adapter_w18s \
 		--report synthetic_base_w18s "held-out synthetic (1024 px)" $(REF)/eval/holdout_synthetic_base_w18s \
 		--curve base_w18s $(PHOTO_RUN)/learning_curve.png --curve synthetic_base_w18s $(SYN_RUN)/learning_curve.png
-
-# --- reference -------------------------------------------------------------------------------------
-
-$(RUNS)/reference_conv_adapter/best.adapter.pt: $(BASE_CKPT)
-	$(call train_run,$(CONFIGS)/reference_conv_adapter.yaml,$(RUNS)/reference_conv_adapter,base_checkpoint=$(BASE_CKPT))
-
-$(RUNS)/reference_lora/best.adapter.pt: $(BASE_CKPT)
-	$(call train_run,$(CONFIGS)/reference_lora.yaml,$(RUNS)/reference_lora,base_checkpoint=$(BASE_CKPT))
-
-$(REF)/conv_adapter_w18s.pt: $(BASE_CKPT) $(RUNS)/reference_conv_adapter/best.adapter.pt
-	$(BIN)/edgeclick merge $^ $@
-
-$(REF)/lora_w18s.pt: $(BASE_CKPT) $(RUNS)/reference_lora/best.adapter.pt
-	$(BIN)/edgeclick merge $^ $@
-
-REF_MODELS := base_w18s conv_adapter_w18s lora_w18s
-
-$(REF)/eval/grabcut_%/summary.json: $(REF)/%.pt
-	$(call evaluate,$<,$(GRABCUT),$(@D))
-
-train-reference: $(foreach m,$(REF_MODELS),$(REF)/eval/grabcut_$(m)/summary.json)
-	$(BIN)/python -m edgeclick.train.model_card --out $(REF)/MODEL_CARD.md \
-		$(foreach m,$(REF_MODELS),--model $(m) $(REF)/$(m).pt --report $(m) GrabCut $(REF)/eval/grabcut_$(m))
 
 # --- ablation --------------------------------------------------------------------------------------
 
