@@ -161,10 +161,12 @@ ABLATION_ROWS := base:RITM_base lora:+LoRA lora_bl:+LoRA+BL conv:+conv conv_skip
                  conv_skip_bl:+conv+skip+BL conv_skip_bl_sobel:+conv+skip+BL+Sobel
 ablation_name  = $(word 1,$(subst :, ,$(1)))
 ablation_label = $(subst _, ,$(word 2,$(subst :, ,$(1))))
+# `make ablation ABLATIONS="conv conv_skip"` runs and tabulates a subset (the base row always).
+ablation_rows_run = $(foreach r,$(ABLATION_ROWS),$(if $(filter $(call ablation_name,$(r)),base $(ABLATIONS)),$(r)))
 
 ablation: $(foreach r,base $(ABLATIONS),$(RUNS)/ablation/$(r)/eval_grabcut/summary.json $(RUNS)/ablation/$(r)/eval_holdout/summary.json)
 	$(BIN)/python -m edgeclick.train.ablation --out $(ABLATION_OUT) --dataset GrabCut --dataset "Synthetic HR (held-out)" \
-		$(foreach r,$(ABLATION_ROWS),--row "$(call ablation_label,$(r))" \
+		$(foreach r,$(ablation_rows_run),--row "$(call ablation_label,$(r))" \
 			$(RUNS)/ablation/$(call ablation_name,$(r))/eval_grabcut $(RUNS)/ablation/$(call ablation_name,$(r))/eval_holdout)
 
 .PRECIOUS: $(RUNS)/ablation/%/best.adapter.pt $(RUNS)/ablation/%/merged.pt $(RUNS)/ablation/%/eval_grabcut/summary.json \
