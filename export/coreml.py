@@ -22,7 +22,7 @@
    contract (`coreml_checks.check_package`), Neural Engine warnings (`coreml_checks.neural_engine_findings`),
    and the numbers — the MIL program read back from each package is evaluated op by op with torch kernels
    (`mil_reference.MILReference`) and compared end to end with the torch model (`numeric_check`, gates
-   `runtimes.parity.GATED` over `contract.TOLERANCES[precision]`).
+   `contract.GATED` over `contract.TOLERANCES[precision]`).
 
 What coremltools 9.0 needs on torch 2.13 (it is tested up to torch 2.7):
 - The model resizes feature maps to sizes read from tensors (`F.interpolate(size=ref.shape[-2:])`).
@@ -53,6 +53,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from edgeclick.runtimes.coreml import package_path
+from edgeclick.runtimes.coreml_reference import mil_runner
 from torch import nn
 
 from edgeclick import contract
@@ -359,27 +360,12 @@ def embed_metadata(mlmodel: Any, model: ClickModel, graph: str, sizes: Sequence[
 
 # -- numeric check -----------------------------------------------------------------------------------------
 
-def mil_runner(packages: dict[str, Path]) -> Any:
-    """A `run(graph, feeds)` over the MIL programs of saved packages (mil_reference), with the contract's
-    feeds: the encoder's uint8 1×H×W×3 image becomes the float 0..255 NCHW pixels Core ML gives the program."""
-    from .mil_reference import MILReference
-
-    refs = {graph: MILReference(path) for graph, path in packages.items()}
-
-    def run(graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if graph == contract.ENCODER:
-            feeds = {contract.IMAGE: feeds[contract.IMAGE].transpose(0, 3, 1, 2).astype(np.float32)}
-        return refs[graph].run(feeds)
-
-    return run
-
-
 def numeric_check(model: ClickModel, packages: dict[str, Path], precision: str,
                   sizes: Sequence[tuple[int, int]]) -> dict[str, Any]:
     """Converted programs vs torch on validation.reference_feeds at each size, end to end (program
     encoder → program decoder) and decoder alone (torch features); or why it was skipped.
 
-    fp32: the gates of runtimes.parity.GATED["fp32"] (max |Δlogit| and mask IoU within
+    fp32: the gates of contract.GATED["fp32"] (max |Δlogit| and mask IoU within
     contract.TOLERANCES) — the same graph, so a failure is a conversion error and raises.
     fp16: the evaluator only emulates fp16 (Core ML's Neural Engine rounds differently) and parity's fp16
     gate (`min_mean_mask_iou`) is defined over click sessions on the device, so here it is a warning; the
@@ -387,11 +373,9 @@ def numeric_check(model: ClickModel, packages: dict[str, Path], precision: str,
     image far above it. An absolute logit gate cannot hold in fp16 for logits ~100 (fp16 spacing 0.06).
     max |Δlogit| and its ratio to max |logit| are reported either way. Raises ExportValidationError.
     """
-    from edgeclick.runtimes.parity import GATED
-
     from edgeclick.metrics import iou
 
-    from .mil_reference import UnsupportedMILOp
+    from edgeclick.runtimes.mil_reference import UnsupportedMILOp
     from .validation import reference_feeds, torch_reference
 
     try:
@@ -399,8 +383,8 @@ def numeric_check(model: ClickModel, packages: dict[str, Path], precision: str,
     except UnsupportedMILOp as exc:
         return {"skipped": f"the reference evaluator cannot run this program: {exc}"}
     tol = contract.TOLERANCES[precision]
-    gated = GATED[precision] if precision == "fp32" else ("min_mask_iou_per_click",)
-    warned = tuple(k for k in GATED[precision] if k not in gated)
+    gated = contract.GATED[precision] if precision == "fp32" else ("min_mask_iou_per_click",)
+    warned = tuple(k for k in contract.GATED[precision] if k not in gated)
     threshold = float(np.log(contract.PROB_THRESHOLD / (1.0 - contract.PROB_THRESHOLD)))  # on logits
     t0 = time.perf_counter()
     report: dict[str, Any] = {
@@ -449,7 +433,7 @@ def numeric_check(model: ClickModel, packages: dict[str, Path], precision: str,
 
 # -- entry point -------------------------------------------------------------------------------------------
 
-def _require_coremltools() -> Any:
+def require_coremltools() -> Any:
     try:
         import coremltools as ct
     except ImportError as exc:
@@ -461,9 +445,9 @@ def _require_coremltools() -> Any:
 
 def export_coreml(request: ExportRequest) -> ExportResult:
     """Convert, save and check both graphs; see the module docstring."""
-    ct = _require_coremltools()
+    ct = require_coremltools()
     from .coreml_checks import TARGETS, check_package, neural_engine_findings
-    from .mil_reference import load_program
+    from edgeclick.runtimes.mil_reference import load_program
 
     opts = CoreMLOptions.from_dict(request.options)
     target = TARGETS[opts.minimum_deployment_target]
