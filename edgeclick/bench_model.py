@@ -19,7 +19,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from edgeclick import contract
-from edgeclick.cli import parse_size
+from edgeclick.args import parse_size
 from edgeclick.io import write_json_atomic, write_text_atomic
 from edgeclick.model import create_model
 from edgeclick.model.split import split_model

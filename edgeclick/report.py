@@ -7,15 +7,13 @@ import json
 import math
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from edgeclick.io import write_bytes_atomic
 from edgeclick.metrics import Summary
-
-if TYPE_CHECKING:  # annotations only: evaluate imports this module
-    from edgeclick.evaluate import EvalRun, Preview
+from edgeclick.results import EvalRun, Preview
 
 
 def _pct(t: float) -> str:

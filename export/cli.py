@@ -41,7 +41,7 @@ def _format_help() -> str:
 
 def register_cli(subparsers: Any) -> None:
     """Add the `export` subcommand to an argparse subparsers object (handler in `func`)."""
-    from edgeclick.cli import parse_size
+    from edgeclick.args import parse_size
 
     p = subparsers.add_parser(
         "export", help="export a checkpoint to ONNX / TensorRT / CoreML artifacts (encoder + decoder + manifest)",

@@ -8,7 +8,8 @@
 4. latency / CPU / memory of the runnable artifacts against the eager PyTorch anchor (`edgeclick bench`);
 5. masks.png: RITM click sessions through the first runnable artifact, the mask after 1, 3 and 5 clicks;
 6. one summary table.
-Reports land under reports/demo/.
+Reports land under reports/demo/. It lives in export/ because it starts from an export and checks it with the
+runtimes (export may use runtimes; runtimes never import export).
 
 A checkpoint may say in its meta how it should be shown: `input_size` [H, W] (the letterbox size it was
 trained for; --size overrides) and `demo_data: "synthetic-holdout"` for a model trained on synthetic
@@ -57,20 +58,13 @@ def _checkpoint(args: argparse.Namespace, work: Path) -> tuple[Path, str]:
     return path, "untrained hrnet18s (no reference model bundled yet)"
 
 
-def _demo_meta(checkpoint: Path) -> dict[str, Any]:
-    """The checkpoint's meta (empty for files without one)."""
-    from edgeclick.model.checkpoint import read_checkpoint
-
-    return dict(read_checkpoint(checkpoint).get("meta") or {})
-
-
 def _demo_data(args: argparse.Namespace, meta: dict[str, Any], out: Path) -> tuple[Path, str | None]:
     """(dataset folder, note): --data when given; held-out synthetic images for synthetic-only models."""
     if args.data is not None:
         return args.data, None
     if meta.get("demo_data") != SYNTHETIC_HOLDOUT:
         return DEFAULT_DATA, None
-    from edgeclick.train.holdout import write_holdout
+    from edgeclick.data.holdout import write_holdout
 
     folder = write_holdout(out / "holdout_synthetic", n=args.samples, size=1024)
     return folder, (f"this model was trained on synthetic objects only: the demo runs on {args.samples} held-out "
@@ -80,7 +74,7 @@ def _demo_data(args: argparse.Namespace, meta: dict[str, Any], out: Path) -> tup
 def plot_click_sessions(backend: Any, samples: list[Any], clicks: tuple[int, ...] = MASK_CLICKS) -> bytes:
     """PNG: per sample (rows), the mask after each number of RITM clicks in `clicks` (columns)."""
     from edgeclick.clicks import Clicker
-    from edgeclick.evaluate import make_preview
+    from edgeclick.results import make_preview
     from edgeclick.metrics import iou
     from edgeclick.report import plot_worst
     from edgeclick.runtimes.session import Session
@@ -101,7 +95,7 @@ def plot_click_sessions(backend: Any, samples: list[Any], clicks: tuple[int, ...
 
 def _export(checkpoint: Path, size: tuple[int, int], out: Path) -> tuple[list[Path], list[str]]:
     """Export to ONNX and CoreML; return the artifacts written and one line per format that failed."""
-    from edgeclick.export.run import export
+    from .run import export
 
     artifacts, problems = [], []
     # ONNX in fp32 (the parity anchor), CoreML in fp16 (what the Neural Engine runs).
@@ -117,25 +111,26 @@ def _export(checkpoint: Path, size: tuple[int, int], out: Path) -> tuple[list[Pa
 
 def _runnable(artifact: Path) -> bool:
     """Whether this machine can run the artifact (CoreML predicts on macOS only)."""
-    from edgeclick.export.manifest import read_manifest
+    from edgeclick.manifest import read_manifest
 
     return read_manifest(artifact).format != "coreml" or sys.platform == "darwin"
 
 
 def run(args: argparse.Namespace) -> int:
     from edgeclick.runtimes.bench import BenchConfig, run_bench, write_bench_report
-    from edgeclick.runtimes.cli import bench_targets, load_samples, open_artifact, resolve_source
+    from edgeclick.runtimes.artifact import resolve_source
+    from edgeclick.runtimes.cli import bench_targets, load_samples, open_artifact
     from edgeclick.runtimes.parity import run_parity, write_parity_report
     from edgeclick.runtimes.torch_ref import TorchBackend
 
-    if args.checkpoint is not None:
-        from edgeclick.model.checkpoint import read_checkpoint
+    from edgeclick.model.checkpoint import read_checkpoint
 
-        read_checkpoint(args.checkpoint)  # a bad file is the user's error (exit 2), before anything is written
+    # Read once, first: a bad file is the user's error (exit 2), before anything is written.
+    given = read_checkpoint(args.checkpoint) if args.checkpoint is not None else None
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     checkpoint, origin = _checkpoint(args, out)
-    meta = _demo_meta(checkpoint)
+    meta = dict(((given if given is not None else read_checkpoint(checkpoint)).get("meta")) or {})
     args.size = args.size or tuple(meta.get("input_size") or contract.DEFAULT_SIZE)
     args.data, data_note = _demo_data(args, meta, out)
     if data_note:
@@ -208,7 +203,7 @@ def summary_table(checkpoint: Path, origin: str, args: argparse.Namespace, rows:
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    from edgeclick.cli import parse_size
+    from edgeclick.args import parse_size
 
     p = subparsers.add_parser("demo", help="export → parity on real images → bench, with one summary table")
     p.add_argument("--checkpoint", type=Path, default=None, help="edgeclick checkpoint or registered weights name, e.g. ritm-hrnet18s (default: bundled reference model)")

@@ -14,7 +14,7 @@ the letterbox is undone) and the thresholded masks at the image's size (what the
 candidate runs a click session of its own (clicks from its own errors) so NoC can be compared: that is
 the accuracy a user of the exported model gets.
 
-The gates come from `contract.TOLERANCES`; which fields gate which precision is `GATED` below.
+The gates come from `contract.TOLERANCES`; which fields gate which precision is `contract.GATED`.
 """
 from __future__ import annotations
 
@@ -39,14 +39,6 @@ from .session import Session
 NOC_THRESHOLDS: tuple[float, ...] = (0.85, 0.90)
 """IoU thresholds of the NoC comparison between the reference and the candidate."""
 
-GATED: dict[str, tuple[str, ...]] = {
-    # fp32 must be numerically the same graph: every click, both the logits and the mask.
-    "fp32": ("max_abs_logit", "min_mask_iou_per_click"),
-    # Reduced precision is allowed local disagreement; what must hold is the mask on average.
-    "fp16": ("min_mean_mask_iou",),
-    "int8": ("min_mean_mask_iou",),
-}
-"""Which `contract.Tolerance` fields are gates for each precision; the others are reported only."""
 
 
 class RecordingBackend:
@@ -216,7 +208,7 @@ class ParityReport:
         tolerance: contract.TOLERANCES[precision].
         input_size: model input (H, W) both backends ran at (None: each image's own padded size).
         samples: per-sample results.
-        gates: the gated tolerance fields, in GATED order.
+        gates: the gated tolerance fields, in contract.GATED order.
         worst: the click with the lowest mask IoU (ties: larger |Δlogit|), None without clicks.
         settings: free-form description of the run (artifact, checkpoint, data), copied into the files.
     """
@@ -293,7 +285,7 @@ class ParityReport:
             "passed": self.passed,
             "failures": self.failures,
             "tolerance": asdict(self.tolerance),
-            "gated": list(GATED[self.precision]),
+            "gated": list(contract.GATED[self.precision]),
             "input_size": list(self.input_size) if self.input_size else None,
             "prob_threshold": contract.PROB_THRESHOLD,
             "noc_thresholds": list(NOC_THRESHOLDS),
@@ -335,12 +327,12 @@ def evaluate_gates(clicks: Sequence[ClickParity], precision: str) -> list[GateRe
     Raises:
         ValueError: unknown precision.
     """
-    if precision not in GATED:
-        raise ValueError(f"unknown precision {precision!r}; the contract has tolerances for {sorted(GATED)}")
+    if precision not in contract.GATED:
+        raise ValueError(f"unknown precision {precision!r}; the contract has tolerances for {sorted(contract.GATED)}")
     tol = contract.TOLERANCES[precision]
     total = len(clicks)
     gates: list[GateResult] = []
-    for name in GATED[precision]:
+    for name in contract.GATED[precision]:
         threshold = float(getattr(tol, name))
         if not clicks:  # nothing compared proves nothing
             gates.append(GateResult(name, threshold, math.nan, False, "no clicks were compared", 0, 0))
@@ -443,8 +435,8 @@ def run_parity(
     Raises:
         ValueError: unknown precision, bad click count, or backends at different input sizes.
     """
-    if precision not in GATED:
-        raise ValueError(f"unknown precision {precision!r}; the contract has tolerances for {sorted(GATED)}")
+    if precision not in contract.GATED:
+        raise ValueError(f"unknown precision {precision!r}; the contract has tolerances for {sorted(contract.GATED)}")
     if not 1 <= clicks <= contract.NUM_CLICKS:
         raise ValueError(f"clicks must be in 1..{contract.NUM_CLICKS} (the contract's click rows), got {clicks}")
     if reference.input_size != candidate.input_size:
@@ -543,7 +535,7 @@ def _markdown(report: ParityReport) -> str:
     ]
     for g in report.gates:
         lines.append(f"| {g.name} | {g.threshold:g} | {g.value:.6g} | {g.where or '-'} | {'pass' if g.passed else '**FAIL**'} |")
-    ungated = [k for k in asdict(report.tolerance) if k not in GATED[report.precision]]
+    ungated = [k for k in asdict(report.tolerance) if k not in contract.GATED[report.precision]]
     lines += ["", f"Not gated at {report.precision} (reported only): {', '.join(ungated) or '-'}."]
     if report.failures:
         lines += ["", *[f"- {f}" for f in report.failures]]

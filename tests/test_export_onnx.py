@@ -14,7 +14,7 @@ from edgeclick import contract
 from edgeclick.export import run
 from edgeclick.export import validation as validation_mod
 from edgeclick.export.formats import ExportValidationError
-from edgeclick.export.manifest import MANIFEST_NAME, ManifestError, hash_path, read_manifest
+from edgeclick.manifest import MANIFEST_NAME, ManifestError, hash_path, read_manifest
 from edgeclick.export.onnx import CONTROL_FLOW_OPS, click_only_nodes
 from edgeclick.export.validation import reference_feeds
 from edgeclick.model import create_model

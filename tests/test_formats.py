@@ -21,7 +21,7 @@ from edgeclick.export.formats import (
     check_request,
     resolve_options,
 )
-from edgeclick.export.manifest import MANIFEST_NAME, read_manifest
+from edgeclick.manifest import MANIFEST_NAME, read_manifest
 from edgeclick.model import LoRAConfig, create_model
 from edgeclick.model.checkpoint import save_checkpoint
 from edgeclick.model.split import model_graph_specs
