@@ -57,6 +57,7 @@ from edgeclick.runtimes.coreml_reference import mil_runner
 from torch import nn
 
 from edgeclick import contract
+from edgeclick.clicks import click_rows
 from edgeclick.model.ritm import ClickModel
 from edgeclick.model.split import Decoder, model_graph_specs
 
@@ -219,9 +220,7 @@ def example_inputs(model: ClickModel, graph: str, size: tuple[int, int], device:
     if graph == contract.ENCODER:
         return (torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0)).to(device),)
     h, w = size
-    clicks = torch.full((1, contract.NUM_CLICKS, 3), float(contract.LABEL_PADDING))
-    clicks[0, 0] = torch.tensor([0.5 * w, 0.5 * h, float(contract.LABEL_POSITIVE)])
-    clicks[0, 1] = torch.tensor([0.25 * w, 0.25 * h, float(contract.LABEL_NEGATIVE)])
+    clicks = torch.from_numpy(click_rows([(0.5 * w, 0.5 * h, True), (0.25 * w, 0.25 * h, False)]))
     features = [torch.zeros(t.resolve(h, w)) for t in spec.inputs if t.name not in (contract.CLICKS, contract.PREV_MASK)]
     return tuple(t.to(device) for t in (*features, clicks, torch.zeros(1, 1, h, w)))
 

@@ -37,6 +37,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgeclick import contract
+from edgeclick.clicks import click_rows
 from edgeclick.io import write_bytes_atomic, write_json_atomic, write_text_atomic
 
 from .energy import energy_meter, energy_status
@@ -362,10 +363,7 @@ def click_rows_sequence(size: tuple[int, int], count: int = contract.NUM_CLICKS,
     out = []
     for i in range(count):
         k = i % contract.NUM_CLICKS + 1
-        rows = np.full((1, contract.NUM_CLICKS, 3), contract.LABEL_PADDING, dtype=np.float32)
-        rows[0, :k, :2] = xy[:k]
-        rows[0, :k, 2] = [contract.LABEL_POSITIVE if j % 3 != 1 else contract.LABEL_NEGATIVE for j in range(k)]
-        out.append(rows)
+        out.append(click_rows([(x, y, j % 3 != 1) for j, (x, y) in enumerate(xy[:k])]))
     return out
 
 
