@@ -67,77 +67,12 @@ from .formats import (
     ExportValidationError,
     MissingRequirement,
 )
+from .options import CoreMLOptions, parse_sizes  # noqa: F401 - parse_sizes: part of this format's API
 
-DEFAULT_TARGET = "iOS17"
 STANDARD_SIZES: tuple[tuple[int, int], ...] = ((512, 512), (640, 960), (960, 640), (768, 1024), (1024, 768))
 """Extra enumerated encoder sizes (H, W) for dynamic exports: square, 2:3 and 3:4 both ways. Multiples
 of 64, so they share resize scales with any export size that is a multiple of 32 (of 64 with the conv
 adapter, whose base runs at half resolution)."""
-
-
-# -- options -----------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class CoreMLOptions:
-    """Options of the "coreml" format (ExportRequest.options); unknown names are rejected.
-
-    minimum_deployment_target: "iOS17" (= "macOS14"), "iOS18" / "macOS15" (decoder enumerated too),
-        or "iOS16" / "macOS13".
-    enumerated_sizes: extra model input sizes (H, W) for a dynamic export, e.g. "512x512,640x960" or
-        [[512, 512], [640, 960]]; None: STANDARD_SIZES. Refused without dynamic (it would be ignored).
-    numeric_check: evaluate the converted programs on Linux and compare with torch (20–40 s at 640×960
-        for hrnet18s on a 2-core CPU).
-    fp32_clicks: in an fp16 export, keep the decoder's click-coordinate arithmetic in fp32 (see
-        `fp16_op_selector`); no effect on fp32 exports.
-    """
-
-    minimum_deployment_target: str = DEFAULT_TARGET
-    enumerated_sizes: tuple[tuple[int, int], ...] | None = None
-    numeric_check: bool = True
-    fp32_clicks: bool = True
-
-    @classmethod
-    def from_dict(cls, options: dict[str, Any]) -> CoreMLOptions:
-        from .coreml_checks import TARGETS
-
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(f"coreml export does not accept option(s) {unknown}; accepted: {sorted(known)}")
-        opts = cls(**options)
-        if opts.minimum_deployment_target not in TARGETS:
-            raise ValueError(f"minimum_deployment_target {opts.minimum_deployment_target!r} is not one of {list(TARGETS)}")
-        sizes = None if opts.enumerated_sizes is None else parse_sizes(opts.enumerated_sizes)
-        return cls(opts.minimum_deployment_target, sizes, _flag("numeric_check", opts.numeric_check),
-                   _flag("fp32_clicks", opts.fp32_clicks))
-
-
-def _flag(name: str, value: Any) -> bool:
-    """A boolean option, also from CLI text ("true"/"false", "1"/"0", "yes"/"no", "on"/"off")."""
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            raise ValueError(f"option {name}={value!r}: expected true or false")
-        return text in ("1", "true", "yes", "on")
-    return bool(value)
-
-
-def parse_sizes(value: str | Sequence[Sequence[int]]) -> tuple[tuple[int, int], ...]:
-    """"512x512,640x960" or [[512, 512], [640, 960]] → ((512, 512), (640, 960)), each a multiple of 32."""
-    if isinstance(value, str):
-        try:
-            pairs = [tuple(int(v) for v in item.lower().split("x")) for item in value.replace(" ", "").split(",") if item]
-        except ValueError:
-            raise ValueError(f"enumerated_sizes {value!r}: expected HxW[,HxW...], e.g. 512x512,640x960") from None
-    else:
-        pairs = [tuple(int(v) for v in item) for item in value]
-    sizes: list[tuple[int, int]] = []
-    for pair in pairs:
-        if len(pair) != 2:
-            raise ValueError(f"enumerated_sizes: {pair} is not an (H, W) pair")
-        contract.check_size(*pair)
-        sizes.append((pair[0], pair[1]))
-    return tuple(sizes)
 
 
 def graph_sizes(request: ExportRequest, opts: CoreMLOptions) -> tuple[dict[str, list[tuple[int, int]]], str | None]:
