@@ -58,7 +58,7 @@ from torch import nn
 
 from edgeclick import contract
 from edgeclick.clicks import click_rows
-from edgeclick.model.ritm import ClickModel
+from edgeclick.model.base import ClickModel
 from edgeclick.model.split import Decoder, model_graph_specs
 
 from .formats import (

@@ -21,7 +21,7 @@ from edgeclick import contract
 from .options import PRECISIONS, CoreMLOptions, FormatOptions, OnnxOptions, TensorRTOptions
 
 if TYPE_CHECKING:
-    from edgeclick.model.ritm import ClickModel
+    from edgeclick.model.base import ClickModel
 
 ALL = "all"  # the CLI target that exports every format
 

@@ -20,7 +20,7 @@ import onnx
 import torch
 
 from edgeclick import contract
-from edgeclick.model.ritm import ClickModel
+from edgeclick.model.base import ClickModel
 from edgeclick.model.split import model_graph_specs, split_model
 
 from .formats import PRECISIONS, ExportRequest, ExportResult, ExportValidationError, check_exportable

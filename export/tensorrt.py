@@ -41,7 +41,7 @@ from typing import Any
 
 from edgeclick import contract
 from edgeclick.io import write_bytes_atomic, write_json_atomic, write_text_atomic
-from edgeclick.model.ritm import ClickModel
+from edgeclick.model.base import ClickModel
 from edgeclick.model.split import model_graph_specs
 from edgeclick.runtimes import trt as trt_runtime
 

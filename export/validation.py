@@ -17,7 +17,7 @@ import torch
 
 from edgeclick import contract
 from edgeclick.clicks import click_rows
-from edgeclick.model.ritm import ClickModel
+from edgeclick.model.base import ClickModel
 from edgeclick.model.split import model_graph_specs, split_model
 
 from .formats import ExportValidationError

@@ -32,7 +32,7 @@ from edgeclick.runtimes.coreml import (
 
 from edgeclick import contract
 from edgeclick.model import create_model
-from edgeclick.model.ritm import ClickModel
+from edgeclick.model.base import ClickModel
 from edgeclick.model.split import Encoder, model_graph_specs
 
 from .helpers import randomize_

@@ -77,3 +77,22 @@ def test_import_rules(path: Path) -> None:
             if private:
                 problems.append(f"line {line}: private name(s) {private} from {target}")
     assert not problems, f"{path.relative_to(ROOT)}:\n" + "\n".join(problems)
+
+
+def test_package_apis_resolve() -> None:
+    """Each package's __init__ names its API (the README's "In Python" example)."""
+    import edgeclick.export as export_pkg
+    import edgeclick.runtimes as runtimes_pkg
+    from edgeclick.evaluate import evaluate
+    from edgeclick.model import LoRAConfig, create_model
+
+    for package in (export_pkg, runtimes_pkg):
+        for name in package.__all__:
+            assert getattr(package, name) is not None, f"{package.__name__}.{name}"
+    from edgeclick.export import export
+    from edgeclick.runtimes import Session, open_backend, open_session
+
+    assert callable(export) and callable(open_backend) and callable(open_session) and callable(evaluate)
+    assert isinstance(Session, type) and callable(create_model) and LoRAConfig().rank > 0
+    with pytest.raises(AttributeError):
+        runtimes_pkg.no_such_name  # noqa: B018

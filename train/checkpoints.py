@@ -35,7 +35,7 @@ from edgeclick.model.adapters import ADAPTER_PATTERNS, FIRST_CONV, freeze_base
 from edgeclick.model.checkpoint import CheckpointError, load_checkpoint, load_payload, save_checkpoint
 from edgeclick.model.config import ModelConfig
 from edgeclick.model.lora import ConvLoRA
-from edgeclick.model.ritm import ClickModel
+from edgeclick.model.base import ClickModel
 
 ADAPTER_FORMAT = "edgeclick-adapter"
 ADAPTER_FORMAT_VERSION = 1

@@ -19,7 +19,7 @@ from edgeclick import contract
 from edgeclick.clicks import Clicker, click_rows
 from edgeclick.data.sample import IGNORE
 from edgeclick.metrics import band_iou, boundary_band, boundary_width, iou
-from edgeclick.model.ritm import ClickModel
+from edgeclick.model.base import ClickModel
 
 
 @torch.no_grad()
