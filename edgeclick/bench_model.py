@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from edgeclick import contract
 from edgeclick.clicks import click_rows
 from edgeclick.args import parse_size
 from edgeclick.io import write_json_atomic, write_text_atomic

@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Any, NoReturn
 
-from edgeclick.errors import UsageError, describe, one_line
+from edgeclick.errors import describe, one_line
 
 EXIT_USAGE = 2  # bad arguments or input, a full disk, an unwritable folder: the line says what to fix
 EXIT_BUG = 1  # anything else is edgeclick's fault: one line, the traceback with --verbose

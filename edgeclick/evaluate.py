@@ -17,19 +17,10 @@ import numpy as np
 from tqdm import tqdm
 
 from edgeclick import contract, distributed
-from edgeclick.clicks import Click, Clicker
+from edgeclick.clicks import Clicker
 from edgeclick.data.layouts import LAYOUTS
 from edgeclick.data.sample import IGNORE, Sample
-from edgeclick.metrics import (
-    MAX_CLICKS,
-    THRESHOLDS,
-    Summary,
-    band_iou,
-    boundary_band,
-    boundary_width,
-    iou,
-    summarize,
-)
+from edgeclick.metrics import MAX_CLICKS, band_iou, boundary_band, boundary_width, iou
 from edgeclick.predictors import Predictor
 from edgeclick.results import EvalRun, Preview, SampleResult, keep_worst, make_preview
 

@@ -117,10 +117,12 @@ def _runnable(artifact: Path) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeclick.runtimes.bench import BenchConfig, run_bench, write_bench_report
+    from edgeclick.runtimes.bench import BenchConfig, run_bench
+    from edgeclick.runtimes.bench_report import write_bench_report
     from edgeclick.runtimes.artifact import resolve_source
     from edgeclick.runtimes.cli import bench_targets, load_samples, open_artifact
-    from edgeclick.runtimes.parity import run_parity, write_parity_report
+    from edgeclick.runtimes.parity import run_parity
+    from edgeclick.runtimes.parity_report import write_parity_report
     from edgeclick.runtimes.torch_ref import TorchBackend
 
     from edgeclick.model.checkpoint import read_checkpoint

@@ -74,7 +74,8 @@ def _out_dir(out: Path | None, default_root: str, name: str, several: bool) -> P
 
 def run_parity_cli(args: argparse.Namespace) -> int:
     """Handler of `edgeclick parity`: 0 when every artifact passes its gates, 1 when one fails."""
-    from .parity import run_parity, write_parity_report
+    from .parity import run_parity
+    from .parity_report import write_parity_report
     from .torch_ref import TorchBackend
 
     if args.samples < 1:
@@ -164,7 +165,8 @@ def bench_targets(artifacts: list[Path], checkpoint: Path | None) -> list[Any]:
 
 def run_bench_cli(args: argparse.Namespace) -> int:
     """Handler of `edgeclick bench`."""
-    from .bench import BenchConfig, run_bench, write_bench_report
+    from .bench import BenchConfig, run_bench
+    from .bench_report import write_bench_report
 
     config = BenchConfig(warmup=args.warmup, runs=args.runs, sustain_seconds=args.sustain_seconds,
                          click_rate=args.click_rate, threads=args.threads)

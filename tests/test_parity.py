@@ -21,8 +21,8 @@ from edgeclick.runtimes.parity import (
     SampleParity,
     evaluate_gates,
     run_parity,
-    write_parity_report,
 )
+from edgeclick.runtimes.parity_report import write_parity_report
 from edgeclick.runtimes.torch_ref import TorchBackend
 
 from .helpers import randomize_
