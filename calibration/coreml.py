@@ -59,6 +59,7 @@ from edgeclick.runtimes.coreml import package_path, read_artifact
 
 from edgeclick import contract
 from edgeclick.io import publishing
+from edgeclick.log import quiet_bars
 
 from .data import CalibrationData
 
@@ -238,6 +239,8 @@ def compress_package(src: Path, dst: Path, scheme: Scheme, weight_threshold: int
     import coremltools as ct
     import coremltools.optimize as cto
 
+    from edgeclick.export.coreml import COREMLTOOLS_BARS
+
     if scheme.activations:
         # Calibration predicts with Core ML: load the model (CPU only, so the ranges do not depend on
         # where Core ML places ops).
@@ -247,7 +250,8 @@ def compress_package(src: Path, dst: Path, scheme: Scheme, weight_threshold: int
         mlmodel = ct.models.MLModel(str(src), skip_model_load=True)
     source_metadata = dict(mlmodel.user_defined_metadata)
     compress = cto.coreml.linear_quantize_weights if scheme.method == "linear" else cto.coreml.palettize_weights
-    compressed = compress(mlmodel, optimization_config(scheme, weight_threshold))
+    with quiet_bars(*COREMLTOOLS_BARS):
+        compressed = compress(mlmodel, optimization_config(scheme, weight_threshold))
     restore_metadata(compressed, source_metadata)
     compressed.user_defined_metadata[META_COMPRESSION] = json.dumps(scheme.record(weight_threshold), sort_keys=True)
     compressed.save(str(dst))

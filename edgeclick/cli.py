@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from edgeclick.errors import describe, one_line
+from edgeclick.log import setup_logging
 
 EXIT_USAGE = 2  # bad arguments or input, a full disk, an unwritable folder: the line says what to fix
 EXIT_BUG = 1  # anything else is edgeclick's fault: one line, the traceback with --verbose
@@ -167,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one subcommand. Exit status: its own, 2 for an error the user can fix (one line), 1 for a bug."""
     args = build_parser().parse_args(argv)
     verbose = bool(getattr(args, "verbose", False))
+    setup_logging(verbose)
     saved = warnings.showwarning
     if not verbose:
         warnings.showwarning = _one_line_warning

@@ -8,24 +8,18 @@ Names are imported on first use, so reading the format table loads no conversion
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from edgeclick.lazy import lazy_api
 
 if TYPE_CHECKING:
     from .formats import FORMATS, ExportValidationError, MissingRequirement
     from .run import ExportIncomplete, export
 
-_API: dict[str, str] = {
+__getattr__, __all__ = lazy_api(__name__, {
     "FORMATS": ".formats",
     "ExportIncomplete": ".run",
     "ExportValidationError": ".formats",
     "MissingRequirement": ".formats",
     "export": ".run",
-}
-__all__ = sorted(_API)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _API:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_API[name], __name__), name)
+})

@@ -9,7 +9,6 @@ is missing (TensorRT, a GPU, macOS) — whatever could be written is kept, its m
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -67,8 +66,6 @@ def run_cli(args: argparse.Namespace) -> int:
     """Handler of `edgeclick export`; returns the exit status."""
     from .run import ExportIncomplete, export
 
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
     options = dict(args.option)
     try:
         paths = export(args.checkpoint, args.target, size=args.size, fusion=args.fusion, precision=args.precision,

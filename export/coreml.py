@@ -57,6 +57,7 @@ from torch import nn
 
 from edgeclick import contract
 from edgeclick.clicks import click_rows
+from edgeclick.log import quiet_bars
 from edgeclick.model.base import ClickModel
 from edgeclick.model.split import Decoder, model_graph_specs
 
@@ -68,6 +69,13 @@ from .formats import (
 )
 from .options import CoreMLOptions, parse_sizes  # noqa: F401 - parse_sizes: part of this format's API
 
+COREMLTOOLS_BARS: tuple[str, ...] = (
+    "coremltools.converters.mil.frontend.torch.ops:_tqdm",  # "Converting PyTorch Frontend ==> MIL Ops"
+    "coremltools.converters.mil.mil.passes.pass_pipeline:tqdm",  # "Running MIL ... pipeline"
+    "coremltools.optimize.coreml._post_training_quantization:tqdm",  # weight compression (calibration)
+    "coremltools.optimize.coreml._quantization_passes:tqdm",
+)
+"""The progress bars coremltools 9 draws (one per op or pass, several per graph), silenced by `log.quiet_bars`."""
 STANDARD_SIZES: tuple[tuple[int, int], ...] = ((512, 512), (640, 960), (960, 640), (768, 1024), (1024, 768))
 """Extra enumerated encoder sizes (H, W) for dynamic exports: square, 2:3 and 3:4 both ways. Multiples
 of 64, so they share resize scales with any export size that is a multiple of 32 (of 64 with the conv
@@ -255,15 +263,16 @@ def convert_graph(model: ClickModel, graph: str, sizes: Sequence[tuple[int, int]
     else:
         compute_precision = ct.precision.FLOAT16
     traced = trace(export_module(model, graph), example_inputs(model, graph, sizes[0]))
-    return ct.convert(
-        traced,
-        inputs=coreml_inputs(spec, sizes),
-        outputs=[ct.TensorType(name=t.name, dtype=np.dtype(t.dtype).type) for t in spec.outputs],
-        convert_to="mlprogram",
-        minimum_deployment_target=getattr(ct.target, target),
-        compute_precision=compute_precision,
-        skip_model_load=True,  # nothing predicts at export time; on Linux Core ML is absent anyway
-    )
+    with quiet_bars(*COREMLTOOLS_BARS):  # our "coreml: exporting" line says what runs; --verbose shows them
+        return ct.convert(
+            traced,
+            inputs=coreml_inputs(spec, sizes),
+            outputs=[ct.TensorType(name=t.name, dtype=np.dtype(t.dtype).type) for t in spec.outputs],
+            convert_to="mlprogram",
+            minimum_deployment_target=getattr(ct.target, target),
+            compute_precision=compute_precision,
+            skip_model_load=True,  # nothing predicts at export time; on Linux Core ML is absent anyway
+        )
 
 
 def embed_metadata(mlmodel: Any, model: ClickModel, graph: str, sizes: Sequence[tuple[int, int]]) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -100,10 +99,8 @@ def _export(checkpoint: Path, size: tuple[int, int], out: Path) -> tuple[list[Pa
     artifacts, problems = [], []
     # ONNX in fp32 (the parity anchor), CoreML in fp16 (what the Neural Engine runs).
     for target, precision in (("onnx", "fp32"), ("coreml", "fp16")):
-        start = time.perf_counter()
-        try:
+        try:  # the export logs its own "exporting" and "wrote … in N s" lines
             artifacts += export(checkpoint, target, size=size, precision=precision, out_root=out)
-            print(f"exported {target} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
         except Exception as exc:  # the demo goes on and reports what failed
             problems.append(f"{target}: {exc}")
     return artifacts, problems
@@ -117,15 +114,16 @@ def _runnable(artifact: Path) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from edgeclick.model.checkpoint import read_checkpoint
+    from edgeclick.runtimes.artifact import resolve_source
     from edgeclick.runtimes.bench import BenchConfig, run_bench
     from edgeclick.runtimes.bench_report import write_bench_report
-    from edgeclick.runtimes.artifact import resolve_source
     from edgeclick.runtimes.cli import bench_targets, load_samples, open_artifact
     from edgeclick.runtimes.parity import run_parity
     from edgeclick.runtimes.parity_report import write_parity_report
     from edgeclick.runtimes.torch_ref import TorchBackend
-
-    from edgeclick.model.checkpoint import read_checkpoint
 
     # Read once, first: a bad file is the user's error (exit 2), before anything is written.
     given = read_checkpoint(args.checkpoint) if args.checkpoint is not None else None
@@ -150,7 +148,9 @@ def run(args: argparse.Namespace) -> int:
         row: dict[str, Any] = {"artifact": artifact.name}
         if samples:
             reference = TorchBackend.from_checkpoint(source.checkpoint, source.manifest.size)
-            report = run_parity(reference, open_artifact(artifact), samples, args.clicks, source.manifest.precision)
+            with tqdm(total=len(samples), desc=f"parity {artifact.name}", unit="sample", file=sys.stderr) as bar:
+                report = run_parity(reference, open_artifact(artifact), samples, args.clicks, source.manifest.precision,
+                                    on_sample=lambda _: bar.update(1))
             write_parity_report(report, out / "parity" / artifact.name)
             summary = report.summary()
             row.update(parity="pass" if report.passed else "FAIL", max_dlogit=summary.get("max_abs_logit"),

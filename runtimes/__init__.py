@@ -10,8 +10,9 @@ Names are imported on first use, so `import edgeclick.runtimes.web` (or `edgecli
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from edgeclick.lazy import lazy_api
 
 if TYPE_CHECKING:
     from .artifact import Source, open_backend, resolve_source
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from .session import Session, open_session
     from .torch_ref import TorchBackend
 
-_API: dict[str, str] = {
+__getattr__, __all__ = lazy_api(__name__, {
     "Backend": ".backend",
     "Session": ".session",
     "Source": ".artifact",
@@ -27,11 +28,4 @@ _API: dict[str, str] = {
     "open_backend": ".artifact",
     "open_session": ".session",
     "resolve_source": ".artifact",
-}
-__all__ = sorted(_API)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _API:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_API[name], __name__), name)
+})
