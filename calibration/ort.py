@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import onnx
-from edgeclick.manifest import file_entries, read_manifest, write_manifest
 from edgeclick.export.onnx import META_PRECISION, click_only_nodes, graph_filename
+from edgeclick.manifest import file_entries, read_manifest, write_manifest
 
 from edgeclick import contract
 from edgeclick.io import publishing

@@ -144,8 +144,8 @@ def qdq_onnx_artifact(trt_artifact: Path, out_dir: Path) -> Path:
     """An onnxruntime artifact (format "onnx") holding a TensorRT artifact's Q/DQ ONNX graphs unchanged."""
     import dataclasses
 
-    from edgeclick.manifest import file_entries, read_manifest, write_manifest
     from edgeclick.export.onnx import graph_filename
+    from edgeclick.manifest import file_entries, read_manifest, write_manifest
 
     src = read_manifest(trt_artifact)
     with publishing(out_dir) as staging:

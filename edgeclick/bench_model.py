@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from edgeclick.clicks import click_rows
 from edgeclick.args import parse_size
+from edgeclick.clicks import click_rows
 from edgeclick.io import write_json_atomic, write_text_atomic
 from edgeclick.model import create_model
 from edgeclick.model.split import split_model

@@ -73,9 +73,9 @@ def _demo_data(args: argparse.Namespace, meta: dict[str, Any], out: Path) -> tup
 def plot_click_sessions(backend: Any, samples: list[Any], clicks: tuple[int, ...] = MASK_CLICKS) -> bytes:
     """PNG: per sample (rows), the mask after each number of RITM clicks in `clicks` (columns)."""
     from edgeclick.clicks import Clicker
-    from edgeclick.results import make_preview
     from edgeclick.metrics import iou
     from edgeclick.report import plot_worst
+    from edgeclick.results import make_preview
     from edgeclick.runtimes.session import Session
 
     session = Session(backend)

@@ -27,11 +27,11 @@ from coremltools.optimize import _utils as optimize_utils
 from edgeclick.calibration import coreml as cc
 from edgeclick.calibration.data import CalibrationData
 from edgeclick.export import run
-from edgeclick.manifest import read_manifest
-from edgeclick.runtimes.mil_reference import OPS, load_program, materialize_constexpr
 from edgeclick.export.validation import reference_feeds
+from edgeclick.manifest import read_manifest
 from edgeclick.runtimes.coreml import package_path, read_artifact
 from edgeclick.runtimes.coreml_reference import MilReferenceBackend
+from edgeclick.runtimes.mil_reference import OPS, load_program, materialize_constexpr
 from edgeclick.runtimes.session import Session
 
 from edgeclick import contract

@@ -29,8 +29,8 @@ from edgeclick.calibration import trt as ctrt
 from edgeclick.calibration.data import CalibrationData, collect_calibration_data
 from edgeclick.export import tensorrt as trt_export
 from edgeclick.export.formats import MissingRequirement
-from edgeclick.manifest import read_manifest
 from edgeclick.export.onnx import META_PRECISION
+from edgeclick.manifest import read_manifest
 from edgeclick.runtimes import trt as trt_runtime
 from edgeclick.runtimes.artifact import open_backend
 from edgeclick.runtimes.ort import OrtBackend

@@ -14,9 +14,9 @@ from edgeclick import contract
 from edgeclick.export import run
 from edgeclick.export import validation as validation_mod
 from edgeclick.export.formats import ExportValidationError
-from edgeclick.manifest import MANIFEST_NAME, ManifestError, hash_path, read_manifest
 from edgeclick.export.onnx import CONTROL_FLOW_OPS, click_only_nodes
 from edgeclick.export.validation import reference_feeds
+from edgeclick.manifest import MANIFEST_NAME, ManifestError, hash_path, read_manifest
 from edgeclick.model import create_model
 from edgeclick.model.checkpoint import load_checkpoint, save_checkpoint
 from edgeclick.runtimes.artifact import open_backend

@@ -33,8 +33,8 @@ from edgeclick import contract
 from edgeclick.export import formats
 from edgeclick.export import tensorrt as trt_export
 from edgeclick.model import create_model
-from edgeclick.model.checkpoint import save_checkpoint
 from edgeclick.model.base import ClickModel
+from edgeclick.model.checkpoint import save_checkpoint
 from edgeclick.model.split import model_graph_specs
 from edgeclick.runtimes import trt as trt_runtime
 from edgeclick.runtimes.backend import ContractMismatch

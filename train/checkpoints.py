@@ -32,10 +32,10 @@ from edgeclick.clicks import click_rows
 from edgeclick.io import atomic_write, sha256_file
 from edgeclick.model import build_model, merge_lora
 from edgeclick.model.adapters import ADAPTER_PATTERNS, FIRST_CONV, freeze_base
+from edgeclick.model.base import ClickModel
 from edgeclick.model.checkpoint import CheckpointError, load_checkpoint, load_payload, save_checkpoint
 from edgeclick.model.config import ModelConfig
 from edgeclick.model.lora import ConvLoRA
-from edgeclick.model.base import ClickModel
 
 ADAPTER_FORMAT = "edgeclick-adapter"
 ADAPTER_FORMAT_VERSION = 1
