@@ -5,6 +5,10 @@
      "files": {role: {"path" (relative), "sha256", "bytes"}}, "tools", "metadata", "validation",
      "options", "export_seconds", "created"}
 
+"model" is the exported model's config, including `click_radius`, the disk radius its decoder draws (the
+model's own, e.g. read from a RITM file); "contract" names the I/O contract, which covers only what every
+model shares (names, shapes, click rows and labels, preprocessing, tolerances and gates).
+
 It lives in the core because both sides read it: export and calibration write it, runtimes open it.
 `read_manifest` is what every runtime opens first: it refuses a missing or corrupt manifest, a listed
 file that is missing or whose sha256 differs, and an artifact built for another I/O contract.
