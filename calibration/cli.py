@@ -26,7 +26,7 @@ DEFAULT_DECODER_SAMPLES = 300
 
 
 def _size(text: str) -> tuple[int, int]:
-    from edgeclick.cli import parse_size
+    from edgeclick.args import parse_size
 
     return parse_size(text)
 
@@ -76,8 +76,8 @@ def register_cli(subparsers: Any) -> None:
 
 def resolve_plan(args: argparse.Namespace) -> "CalibrationPlan":
     """The checkpoint, size, target and folders from ARTIFACT_DIR or --checkpoint."""
-    from edgeclick.export.manifest import read_manifest
-    from edgeclick.runtimes.cli import resolve_source
+    from edgeclick.manifest import read_manifest
+    from edgeclick.runtimes.artifact import resolve_source
 
     from edgeclick import contract
     from edgeclick.model.checkpoint import load_payload

@@ -41,9 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -51,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgeclick.export.manifest import (
+from edgeclick.manifest import (
     Manifest,
     file_entries,
     read_manifest,
@@ -60,6 +58,8 @@ from edgeclick.export.manifest import (
 from edgeclick.runtimes.coreml import package_path, read_artifact
 
 from edgeclick import contract
+from edgeclick.io import publishing
+from edgeclick.log import quiet_bars
 
 from .data import CalibrationData
 
@@ -211,7 +211,7 @@ def click_only_ops(package: Path) -> list[str]:
     even build the pair — its quantize of the fp32 `dx² + dy²` add gets an fp16 scale and fails type
     checking (measured on the tiny late decoder)."""
     from edgeclick.export.coreml import fp16_op_selector
-    from edgeclick.export.mil_reference import load_program
+    from edgeclick.runtimes.mil_reference import load_program
 
     selector = fp16_op_selector()
     ops = [op for op in load_program(package).functions["main"].operations if op.op_type != "const"]
@@ -239,6 +239,8 @@ def compress_package(src: Path, dst: Path, scheme: Scheme, weight_threshold: int
     import coremltools as ct
     import coremltools.optimize as cto
 
+    from edgeclick.export.coreml import COREMLTOOLS_BARS
+
     if scheme.activations:
         # Calibration predicts with Core ML: load the model (CPU only, so the ranges do not depend on
         # where Core ML places ops).
@@ -248,7 +250,8 @@ def compress_package(src: Path, dst: Path, scheme: Scheme, weight_threshold: int
         mlmodel = ct.models.MLModel(str(src), skip_model_load=True)
     source_metadata = dict(mlmodel.user_defined_metadata)
     compress = cto.coreml.linear_quantize_weights if scheme.method == "linear" else cto.coreml.palettize_weights
-    compressed = compress(mlmodel, optimization_config(scheme, weight_threshold))
+    with quiet_bars(*COREMLTOOLS_BARS):
+        compressed = compress(mlmodel, optimization_config(scheme, weight_threshold))
     restore_metadata(compressed, source_metadata)
     compressed.user_defined_metadata[META_COMPRESSION] = json.dumps(scheme.record(weight_threshold), sort_keys=True)
     compressed.save(str(dst))
@@ -303,7 +306,7 @@ def weight_facts(src_program: Any, dst_program: Any, scheme: Scheme, where: str)
     Raises RuntimeError if a weight is stored with an op the scheme does not emit.
     """
     from edgeclick.export.coreml_checks import op_counts
-    from edgeclick.export.mil_reference import materialize_constexpr
+    from edgeclick.runtimes.mil_reference import materialize_constexpr
 
     src_fn, dst_fn = src_program.functions["main"], dst_program.functions["main"]
     counts = {k: v for k, v in op_counts(dst_program).items() if k.startswith("constexpr_")}
@@ -386,16 +389,14 @@ def compress_coreml_artifact(artifact_dir: str | Path, out_dir: str | Path, sche
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} exists and is not empty (pass overwrite=True)")
-    from edgeclick.export.mil_reference import load_program
+    from edgeclick.runtimes.mil_reference import load_program
 
     src_programs = {graph: load_program(src.path(graph)) for graph in GRAPHS}
     candidates = {graph: compressible_weights(program, threshold) for graph, program in src_programs.items()}
     if not any(candidates.values()):
         raise ValueError(f"{scheme}: no {'/'.join(WEIGHT_OPS)} weight of {src.root} has more than weight_threshold="
                          f"{threshold} elements, so nothing would be compressed; lower weight_threshold")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with publishing(out) as staging:
         t0 = time.perf_counter()
         result = _compress_graphs(src, staging, chosen, threshold, data, src_programs, candidates)
         record = {**chosen.record(threshold), "source": str(src.root), "source_precision": src.precision,
@@ -403,20 +404,16 @@ def compress_coreml_artifact(artifact_dir: str | Path, out_dir: str | Path, sche
         if data is not None:
             record["data"] = data.meta
         write_manifest(_manifest(src, staging, out.name, chosen, result, record, ct.__version__))
-        _publish(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     read_manifest(out)  # hashes and contract as a runtime will check them
     return out
 
 
 def _require_tools(scheme: Scheme) -> Any:
     """coremltools (and scikit-learn for the k-means palettizer), or MissingRequirement naming the install."""
-    from edgeclick.export.coreml import _require_coremltools
+    from edgeclick.export.coreml import require_coremltools
     from edgeclick.export.formats import MissingRequirement
 
-    ct = _require_coremltools()
+    ct = require_coremltools()
     if scheme.method == "palettize":
         try:
             import sklearn  # noqa: F401 - a presence check
@@ -431,7 +428,7 @@ def _compress_graphs(src: Manifest, staging: Path, scheme: Scheme, threshold: in
     """Compress both packages into `staging` and check them; returns {"files", "sizes", "weights", "ops",
     "spec"} by graph (see size_facts, weight_facts, check_compressed)."""
     from edgeclick.export.coreml_checks import op_counts
-    from edgeclick.export.mil_reference import load_program
+    from edgeclick.runtimes.mil_reference import load_program
 
     result: dict[str, dict[str, Any]] = {"files": {}, "sizes": {}, "weights": {}, "ops": {}}
     programs: dict[str, Any] = {}
@@ -465,13 +462,6 @@ def _manifest(src: Manifest, staging: Path, name: str, scheme: Scheme, result: d
                     "numeric": "not run here: runtimes.coreml_reference.MilReferenceBackend evaluates this artifact on any OS",
                     "prediction": "not run: Core ML prediction needs macOS"},
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-
-
-def _publish(staging: Path, out: Path) -> None:
-    """Move the finished artifact into place (replacing an old one only now)."""
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
 
 
 __all__ = [

@@ -169,7 +169,7 @@ def _reference_backend(reference: str | Path | Backend, input_size: tuple[int, i
         return reference
     path = Path(reference)
     if path.is_dir():
-        from edgeclick.export.manifest import read_manifest
+        from edgeclick.manifest import read_manifest
 
         manifest = read_manifest(path, verify_files=False)
         size = input_size or manifest.size

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from edgeclick import contract
-from edgeclick.io import write_json_atomic, write_text_atomic
+from edgeclick.io import publishing, write_json_atomic, write_text_atomic
 from edgeclick.metrics import Summary
 
 BASELINE, PASSED, FAILED, SKIPPED = "baseline", "pass", "FAIL", "skipped"
@@ -226,7 +226,7 @@ def _evaluate(variant: Variant, dataset: Any, config: GateConfig, progress: bool
 
 def _parity(variant: Variant, manifest: Any, samples: Sequence[Any], config: GateConfig,
             references: dict[Any, Any]) -> Any:
-    from edgeclick.runtimes.cli import resolve_source
+    from edgeclick.runtimes.artifact import resolve_source
     from edgeclick.runtimes.parity import run_parity
     from edgeclick.runtimes.torch_ref import TorchBackend
 
@@ -242,7 +242,7 @@ def _parity(variant: Variant, manifest: Any, samples: Sequence[Any], config: Gat
 
 def _bench(variants: Sequence[Variant], config: GateConfig, log: Callable[[str], None]) -> dict[str, Any]:
     """p50 latency of each benchable variant, every one compared to the baseline in the same run."""
-    from edgeclick.export.manifest import read_manifest
+    from edgeclick.manifest import read_manifest
     from edgeclick.runtimes.bench import (
         ARTIFACT,
         FACTORY,
@@ -301,7 +301,7 @@ def run_gate(variants: Sequence[Variant], dataset: Any, config: GateConfig = Gat
         ValueError: not exactly one baseline, duplicate names, or a baseline that cannot run (without it
             nothing can be judged).
     """
-    from edgeclick.export.manifest import read_manifest
+    from edgeclick.manifest import read_manifest
 
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
@@ -433,23 +433,10 @@ def publish_final(report: GateReport, final_dir: str | Path) -> list[Path]:
     variants with this one's and a failure leaves the previous set untouched.
     """
     final = Path(final_dir)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = final.with_name(f".{final.name}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
+    with publishing(final) as staging:
         for r in report.passed():
             assert r.publish is not None
             shutil.copytree(r.publish, staging / _folder_name(r.name))
-        old = final.with_name(f".{final.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if final.exists():
-            final.rename(old)
-        staging.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return [final / _folder_name(r.name) for r in report.passed()]
 
 

@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import onnx
-from edgeclick.export.manifest import file_entries, read_manifest, write_manifest
 from edgeclick.export.onnx import META_PRECISION, click_only_nodes, graph_filename
+from edgeclick.manifest import file_entries, read_manifest, write_manifest
 
 from edgeclick import contract
+from edgeclick.io import publishing
 
 from .data import CalibrationData
 
@@ -158,9 +159,7 @@ def quantize_onnx_artifact(artifact_dir: str | Path, data: CalibrationData, out_
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} exists and is not empty (pass overwrite=True)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with publishing(out) as staging:
         files: dict[str, Path] = {}
         excluded: dict[str, list[str]] = {}
         work = staging / ".work"
@@ -183,12 +182,6 @@ def quantize_onnx_artifact(artifact_dir: str | Path, data: CalibrationData, out_
             src, root=staging, name=out.name, precision=PRECISION, files=file_entries(staging, files), options=options,
             validation={}, created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         write_manifest(manifest)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     read_manifest(out)  # hashes and contract as a runtime will check them
     return out
 

@@ -115,7 +115,7 @@ def measure_groups(artifact_dir: str | Path, data: CalibrationData, graph: str, 
     calibration_feeds: decoder feeds used to calibrate each trial (a subset keeps the search affordable;
         None: all). Returns the "none" row first, then one row per group that has nodes in this graph.
     """
-    from edgeclick.export.manifest import read_manifest
+    from edgeclick.manifest import read_manifest
     from onnxruntime.quantization import quant_pre_process
 
     from .ort import quantize_graph

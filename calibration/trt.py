@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -69,20 +68,18 @@ import numpy as np
 import onnx
 from edgeclick.export import tensorrt as trt_export
 from edgeclick.export.formats import MissingRequirement
-from edgeclick.export.manifest import (
+from edgeclick.manifest import (
     Manifest,
     file_entries,
     read_manifest,
     write_manifest,
 )
 from edgeclick.export.onnx import graph_filename
-from edgeclick.export.run import (
-    _publish,  # the export stage's atomic replace of an artifact directory
-)
 from edgeclick.runtimes import trt as trt_runtime
 from onnx import numpy_helper
 
 from edgeclick import contract
+from edgeclick.io import publishing
 
 from .data import CalibrationData
 from .ort import METHODS, PRECISION, quantize_graph
@@ -436,9 +433,7 @@ def quantize_for_tensorrt(artifact_dir: str | Path, data: CalibrationData, out_d
         raise FileExistsError(f"{out} exists and is not empty (pass overwrite=True)")
     specs = trt_runtime.config_graph_specs(src.model_config())
     profiles = trt_export.graph_profiles(specs, src.size, src.dynamic)  # impossible profiles fail before calibrating
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
-    try:
+    with publishing(out) as staging:
         work = staging / ".work"
         work.mkdir()
         onnx_paths: dict[str, Path] = {}
@@ -488,11 +483,6 @@ def quantize_for_tensorrt(artifact_dir: str | Path, data: CalibrationData, out_d
             export_seconds=round(time.perf_counter() - start, 3),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         write_manifest(manifest)
-        staging.chmod(0o755)  # mkdtemp made it private; the published artifact is an ordinary directory
-        _publish(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     read_manifest(out)  # hashes and contract as a runtime will check them
     if message is not None and build:
         error = MissingRequirement(message)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from edgeclick import contract
+from edgeclick.io import publishing
 
 from .data import CalibrationData
 from .gate import DEFAULT_OPENER, Variant
@@ -88,10 +89,7 @@ def _export(plan: CalibrationPlan, fmt: str, precision: str, name: str) -> Path:
     """Export the plan's checkpoint into variants/<name> (replacing an earlier run's)."""
     from edgeclick.export.run import export
 
-    dest = plan.variant_dir(name)
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest = plan.variant_dir(name)  # export publishes atomically: an earlier run's stays until this one is done
     return export(plan.checkpoint, fmt, size=plan.size, precision=precision, out_root=dest.parent, name=name)[0]
 
 
@@ -146,16 +144,11 @@ def qdq_onnx_artifact(trt_artifact: Path, out_dir: Path) -> Path:
     """An onnxruntime artifact (format "onnx") holding a TensorRT artifact's Q/DQ ONNX graphs unchanged."""
     import dataclasses
 
-    from edgeclick.export.manifest import file_entries, read_manifest, write_manifest
     from edgeclick.export.onnx import graph_filename
+    from edgeclick.manifest import file_entries, read_manifest, write_manifest
 
     src = read_manifest(trt_artifact)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    staging = out_dir.with_name(f".{out_dir.name}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with publishing(out_dir) as staging:
         files = {}
         for graph in (contract.ENCODER, contract.DECODER):
             shutil.copy2(src.root / graph_filename(graph), staging / graph_filename(graph))
@@ -164,17 +157,13 @@ def qdq_onnx_artifact(trt_artifact: Path, out_dir: Path) -> Path:
             src, root=staging, name=out_dir.name, format="onnx", complete=True, missing=None,
             files=file_entries(staging, files), validation={},
             options={**src.options, "proxy_for": str(trt_artifact)}))
-        staging.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out_dir
 
 
 def trt_variants(plan: CalibrationPlan, calibration_data: Callable[[], CalibrationData]) -> list[Variant]:
     """TensorRT engines where TensorRT and a GPU are present; onnxruntime proxies of the Q/DQ ONNX elsewhere."""
     from edgeclick.export.formats import MissingRequirement
-    from edgeclick.export.manifest import read_manifest
+    from edgeclick.manifest import read_manifest
 
     from .trt import quantize_for_tensorrt
 

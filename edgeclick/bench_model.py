@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from edgeclick import contract
-from edgeclick.cli import parse_size
+from edgeclick.args import parse_size
+from edgeclick.clicks import click_rows
 from edgeclick.io import write_json_atomic, write_text_atomic
 from edgeclick.model import create_model
 from edgeclick.model.split import split_model
@@ -81,8 +81,7 @@ def bench(name: str, fusion: str, adapter: bool, size: tuple[int, int], repeats:
     enc, dec = split_model(model)
     h, w = size
     image = torch.randint(0, 255, (1, h, w, 3), dtype=torch.uint8)
-    clicks = torch.full((1, contract.NUM_CLICKS, 3), float(contract.LABEL_PADDING))
-    clicks[0, :3] = torch.tensor([[w / 2, h / 2, 1], [w / 3, h / 3, 0], [w / 4, h / 2, 1]])
+    clicks = torch.from_numpy(click_rows([(w / 2, h / 2, True), (w / 3, h / 3, False), (w / 4, h / 2, True)]))
     prev = torch.zeros(1, 1, h, w)
     feats = enc(image)
     enc_params = _params_used(model, enc, image)

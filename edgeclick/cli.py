@@ -11,17 +11,13 @@ import warnings
 from pathlib import Path
 from typing import Any, NoReturn
 
-from edgeclick.errors import UsageError, describe, one_line
+from edgeclick.errors import describe, one_line
+from edgeclick.log import setup_logging
 
 EXIT_USAGE = 2  # bad arguments or input, a full disk, an unwritable folder: the line says what to fix
 EXIT_BUG = 1  # anything else is edgeclick's fault: one line, the traceback with --verbose
 # Exceptions whose message is written for the user (every module's own errors derive from these).
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RuntimeError)
-POSITIVE = ("+", "1", "pos", "positive")
-NEGATIVE = ("-", "0", "neg", "negative")
-# `segment` without --size runs the model at the image's own size; above this a phone photo would take
-# gigabytes of activations, so the user is asked for --size instead.
-MAX_NATIVE_PIXELS = 8_000_000
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -66,61 +62,6 @@ class ArgumentParser(argparse.ArgumentParser):
         return ""
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'640x960' → (640, 960): height × width in pixels."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"size {text!r} must look like HEIGHTxWIDTH, e.g. 640x960") from exc
-    from edgeclick import contract
-
-    try:
-        contract.check_size(h, w)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-    return h, w
-
-
-def parse_click(text: str) -> tuple[float, float, bool]:
-    """'120,80,+' → (120.0, 80.0, True): x (column) and y (row) in image pixels, + positive / - negative."""
-    parts = [p.strip() for p in text.split(",")]
-    example = "e.g. --click 120,80,+ (positive) or --click 300,40,- (negative)"
-    if len(parts) != 3:
-        raise argparse.ArgumentTypeError(f"click {text!r} must be X,Y,+ or X,Y,- ({example})")
-    try:
-        x, y = float(parts[0]), float(parts[1])
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"click {text!r}: X and Y must be numbers ({example})") from None
-    sign = parts[2].lower()
-    if sign not in POSITIVE + NEGATIVE:
-        raise argparse.ArgumentTypeError(f"click {text!r}: the label must be + or - ({example})")
-    return x, y, sign in POSITIVE
-
-
-def read_image_arg(path: Path, what: str = "input image") -> Any:
-    """H×W×3 uint8 RGB from an image file, or a UsageError naming the file, the problem and the fix."""
-    from PIL import Image
-
-    from edgeclick.data.imread import read_rgb
-
-    if path.is_dir():
-        raise UsageError(f"{what} {path} is a folder; pass an image file (PNG, JPEG, ...)")
-    if not path.is_file():
-        raise UsageError(f"{what} {path}: no such file")
-    if path.stat().st_size == 0:
-        raise UsageError(f"{what} {path} is empty (0 bytes); pass an image file (PNG, JPEG, ...)")
-    try:
-        with warnings.catch_warnings():  # Pillow's bomb warning becomes the error below, not a second line
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return read_rgb(path)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise UsageError(f"{what} {path} is too large for Pillow's safety limit ({exc}); downscale it first") from None
-    except Image.UnidentifiedImageError:
-        raise UsageError(f"{what} {path} is not an image Pillow can read; pass a PNG, JPEG, BMP, TIFF or WebP file") from None
-    except (OSError, SyntaxError, ValueError) as exc:  # Pillow: truncated data, broken headers
-        raise UsageError(f"{what} {path} is damaged or truncated ({one_line(str(exc))}); re-save or re-download it") from None
-
-
 def _import_ritm(args: argparse.Namespace) -> int:
     from edgeclick.model.ritm_compat import import_ritm
 
@@ -157,30 +98,6 @@ def _contract(args: argparse.Namespace) -> int:
     return 0
 
 
-def _segment(args: argparse.Namespace) -> int:
-    import numpy as np
-    from PIL import Image
-
-    from edgeclick import contract
-    from edgeclick.io import atomic_write
-    from edgeclick.runtimes.session import open_session
-
-    if not args.click:
-        raise UsageError("no --click given; add at least one, e.g. --click 120,80,+")
-    rgb = read_image_arg(args.image_file)
-    if args.size is None and rgb.shape[0] * rgb.shape[1] > MAX_NATIVE_PIXELS:
-        raise UsageError(f"image {args.image_file} is {rgb.shape[1]}x{rgb.shape[0]} ({rgb.shape[0] * rgb.shape[1] / 1e6:.0f} MP), "
-                         f"too large to run at its own size; pass --size, e.g. --size 640x960")
-    session = open_session(args.checkpoint, input_size=args.size)
-    session.set_image(rgb)
-    for x, y, positive in args.click:
-        prob = session.click(x, y, positive)
-    mask = Image.fromarray(((prob > contract.PROB_THRESHOLD) * 255).astype(np.uint8))
-    atomic_write(args.out, lambda p: mask.save(p, format="PNG"))
-    print(f"wrote {args.out} ({int((prob > contract.PROB_THRESHOLD).sum())} object pixels)")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="edgeclick", description="High-resolution interactive segmentation, from training to edge devices.")
     parser.add_argument("--verbose", action="store_true", help="show the full traceback of an error")
@@ -206,15 +123,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("contract", help="print the I/O contract (names, shapes, version, hash) as JSON")
     p.set_defaults(func=_contract)
 
-    p = sub.add_parser("segment", help="segment one image from clicks and write the mask PNG")
-    p.add_argument("checkpoint", type=Path, help="edgeclick checkpoint, or a registered weights name (edgeclick weights list)")
-    p.add_argument("image_file", type=Path, help="RGB image (any format Pillow reads)")
-    p.add_argument("--click", action="append", default=[], type=parse_click, metavar="X,Y,+|-",
-                   help="click in image pixels (x = column, y = row), + positive or - negative; repeat")
-    p.add_argument("--size", type=parse_size, default=None, help="model input HxW (default: the image's own size)")
-    p.add_argument("--out", type=Path, default=Path("mask.png"))
-    p.set_defaults(func=_segment)
-
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register_cli(sub)
     for command in sub.choices.values():  # `edgeclick segment ... --verbose` works as well as before the command
@@ -228,13 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
 # Subcommands that live next to the code they drive; each module has `register_cli(subparsers)` and keeps
 # its heavy imports (torch, onnxruntime, coremltools) inside the handlers so `--help` stays fast.
 COMMAND_MODULES: tuple[str, ...] = (
-    "edgeclick.evaluate",
+    "edgeclick.runtimes.segment_cli",
+    "edgeclick.runtimes.evaluate_cli",
     "edgeclick.train.cli",
     "edgeclick.export.cli",
     "edgeclick.runtimes.cli",
     "edgeclick.runtimes.web_cli",
     "edgeclick.calibration.cli",
-    "edgeclick.demo",
+    "edgeclick.export.demo",
     "edgeclick.weights.cli",
 )
 
@@ -259,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one subcommand. Exit status: its own, 2 for an error the user can fix (one line), 1 for a bug."""
     args = build_parser().parse_args(argv)
     verbose = bool(getattr(args, "verbose", False))
+    setup_logging(verbose)
     saved = warnings.showwarning
     if not verbose:
         warnings.showwarning = _one_line_warning

@@ -1,10 +1,12 @@
-"""Clicks: the user's input, and the RITM evaluation clicker that simulates a user."""
+"""Clicks: the user's input, its encoding as the graphs' click rows, and RITM's clicker that simulates a user."""
 from __future__ import annotations
 
 from typing import NamedTuple, Sequence
 
 import numpy as np
 from scipy import ndimage
+
+from edgeclick import contract
 
 
 class Click(NamedTuple):
@@ -16,6 +18,30 @@ class Click(NamedTuple):
     x: float
     y: float
     positive: bool
+
+
+def click_label(positive: bool) -> int:
+    """The contract's label of a positive (LABEL_POSITIVE) or negative (LABEL_NEGATIVE) click."""
+    return contract.LABEL_POSITIVE if positive else contract.LABEL_NEGATIVE
+
+
+def click_rows(clicks: Sequence[Click | tuple[float, float, bool]], *, batch: int = 1) -> np.ndarray:
+    """The `clicks` input of a decoder: B×N×3 float32 rows (x, y, label), N = contract.NUM_CLICKS.
+
+    Row i holds click i (x column, y row in model-input pixels; label from `click_label`), the rows after
+    the last click are padding (every column contract.LABEL_PADDING); each of the `batch` items gets the same
+    clicks. The only place click rows are built: the decoder rasterises its disks from them (the radius is
+    the model's, `ModelConfig.click_radius`).
+
+    Raises:
+        ValueError: more clicks than contract.NUM_CLICKS.
+    """
+    if len(clicks) > contract.NUM_CLICKS:
+        raise ValueError(f"{len(clicks)} clicks exceed the contract's {contract.NUM_CLICKS} click rows")
+    rows = np.full((batch, contract.NUM_CLICKS, 3), contract.LABEL_PADDING, dtype=np.float32)
+    for i, (x, y, positive) in enumerate(clicks):
+        rows[:, i] = (x, y, click_label(bool(positive)))
+    return rows
 
 
 def _error_distance(error: np.ndarray) -> np.ndarray:

@@ -1,7 +1,10 @@
 """The single I/O contract of edgeclick's exported graphs.
 
 Every graph name, tensor name, dtype, shape, variable axis, TensorRT profile, CoreML input type, the
-preprocessing rule, the click encoding and the parity tolerances live here, and nowhere else. Exporters,
+preprocessing rule, the click rows' layout and labels, and the parity tolerances and gates live here, and
+nowhere else. The disk radius the decoder draws around each click is not here: it is a property of the
+model (`ModelConfig.click_radius`, which `import-ritm` reads from a RITM file), recorded with the model
+config in every artifact, so the hash below covers only what is the same for every model. Exporters,
 calibrators, runtimes and tests read them from this module; artifacts carry `CONTRACT_VERSION` and
 `contract_hash()` in their metadata and a runtime refuses an artifact whose hash differs.
 
@@ -15,7 +18,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-CONTRACT_VERSION = "1.0.0"
+CONTRACT_VERSION = "1.1.0"  # 1.1: the click radius left the contract for the model config
 
 # Graph names.
 ENCODER = "encoder"
@@ -31,12 +34,11 @@ DOWN_IMAGE = "down_image"  # early fusion + conv adapter: image part of the down
 FEATURES = "features"  # late fusion: projected backbone features
 SKIP_IMAGE = "skip_image"  # late fusion + conv adapter: image part of the adapter's skip features
 
-# Click encoding: rows (x, y, label) in input-image pixels, padded to NUM_CLICKS rows.
+# Click rows: (x, y, label) in model-input pixels, padded to NUM_CLICKS rows (built by clicks.click_rows).
 NUM_CLICKS = 24
 LABEL_POSITIVE = 1
 LABEL_NEGATIVE = 0
 LABEL_PADDING = -1
-CLICK_RADIUS = 5  # disk radius at the base model's resolution (RITM)
 
 # Preprocessing: resize so the image fits the model input keeping its aspect ratio (longest side
 # limited), pad bottom/right with zeros; model input sides are multiples of PAD_MULTIPLE.
@@ -73,6 +75,15 @@ TOLERANCES: dict[str, Tolerance] = {
     "fp16": Tolerance(max_abs_logit=float("inf"), min_mask_iou_per_click=0.95, min_mean_mask_iou=0.995),
     "int8": Tolerance(max_abs_logit=float("inf"), min_mask_iou_per_click=0.0, min_mean_mask_iou=0.97),
 }
+
+GATED: dict[str, tuple[str, ...]] = {
+    # fp32 must be numerically the same graph: every click, both the logits and the mask.
+    "fp32": ("max_abs_logit", "min_mask_iou_per_click"),
+    # Reduced precision is allowed local disagreement; what must hold is the mask on average.
+    "fp16": ("min_mean_mask_iou",),
+    "int8": ("min_mean_mask_iou",),
+}
+"""Which `Tolerance` fields are gates for each precision (parity, export checks); the others are reported only."""
 
 
 @dataclass(frozen=True)
@@ -189,11 +200,12 @@ def _canonical() -> dict[str, Any]:
             for fusion in ("early", "late")
             for a in (False, True)
         },
-        "clicks": [NUM_CLICKS, LABEL_POSITIVE, LABEL_NEGATIVE, LABEL_PADDING, CLICK_RADIUS],
+        "clicks": [NUM_CLICKS, LABEL_POSITIVE, LABEL_NEGATIVE, LABEL_PADDING],
         "preprocess": [PAD_MULTIPLE, PAD_VALUE, "fit-longest-side", "pad-bottom-right"],
         "threshold": PROB_THRESHOLD,
         "dynamic": [DYNAMIC_MIN, DYNAMIC_MAX],
         "tolerances": {k: asdict(v) for k, v in TOLERANCES.items()},
+        "gated": {k: list(v) for k, v in GATED.items()},
     }
 
 
@@ -206,3 +218,16 @@ def contract_hash() -> str:
 def describe() -> dict[str, Any]:
     """The contract as plain data (for `edgeclick contract` and artifact manifests)."""
     return {"hash": contract_hash(), **_canonical()}
+
+
+class ContractMismatch(RuntimeError):
+    """An artifact built against another version of the I/O contract."""
+
+
+def check_contract(artifact_hash: str, where: str) -> None:
+    """Refuse an artifact whose contract hash is not this code's (`where` names it in the message)."""
+    if artifact_hash != contract_hash():
+        raise ContractMismatch(
+            f"{where} was built for I/O contract {artifact_hash[:12]}…, this edgeclick speaks "
+            f"{contract_hash()[:12]}… (version {CONTRACT_VERSION}); re-export it with this version"
+        )

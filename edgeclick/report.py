@@ -2,24 +2,18 @@
 of the worst samples. Every file is written atomically."""
 from __future__ import annotations
 
-import io
 import json
 import math
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from edgeclick.io import write_bytes_atomic
 from edgeclick.metrics import Summary
-
-if TYPE_CHECKING:  # annotations only: evaluate imports this module
-    from edgeclick.evaluate import EvalRun, Preview
-
-
-def _pct(t: float) -> str:
-    return f"{round(t * 100):d}"
+from edgeclick.render import pct, png_bytes
+from edgeclick.results import EvalRun, Preview
 
 
 def results_table(dataset: str, summary: Summary, wall_seconds: float) -> str:
@@ -27,8 +21,8 @@ def results_table(dataset: str, summary: Summary, wall_seconds: float) -> str:
     ts = list(summary.noc)
     header = (
         ["Dataset", "Metric"]
-        + [f"NoC@{_pct(t)}" for t in ts]
-        + [f"NoF@{_pct(t)}" for t in ts]
+        + [f"NoC@{pct(t)}" for t in ts]
+        + [f"NoF@{pct(t)}" for t in ts]
         + ["SPC, s", "Time"]
     )
     elapsed = str(timedelta(seconds=int(wall_seconds)))
@@ -48,15 +42,6 @@ def results_table(dataset: str, summary: Summary, wall_seconds: float) -> str:
     return "\n".join(lines)
 
 
-def _png(fig: Any) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)  # the Agg canvas, without touching pyplot's global backend
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=fig.dpi)
-    return buffer.getvalue()
-
-
 def plot_miou(summary: Summary, title: str) -> bytes:
     """PNG of mean IoU and mean Boundary IoU against the number of clicks."""
     from matplotlib.figure import Figure
@@ -74,7 +59,7 @@ def plot_miou(summary: Summary, title: str) -> bytes:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def plot_worst(previews: Sequence[Preview], columns: int = 4) -> bytes:
@@ -103,7 +88,7 @@ def plot_worst(previews: Sequence[Preview], columns: int = 4) -> bytes:
             ax.scatter(pts[:, 0], pts[:, 1], s=18, c=color, edgecolors="white", linewidths=0.5)
         ax.set_title(f"{p.name}\nIoU {p.final_iou:.3f}, {len(p.clicks)} clicks", fontsize=8)
     fig.tight_layout()
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def write_report(
@@ -139,10 +124,10 @@ def write_report(
         "settings": settings,
         "n_samples": summary.n_samples,
         "max_clicks": run.max_clicks,
-        "noc": {_pct(t): v for t, v in summary.noc.items()},
-        "nof": {_pct(t): v for t, v in summary.nof.items()},
-        "noc_boundary": {_pct(t): v for t, v in summary.noc_boundary.items()},
-        "nof_boundary": {_pct(t): v for t, v in summary.nof_boundary.items()},
+        "noc": {pct(t): v for t, v in summary.noc.items()},
+        "nof": {pct(t): v for t, v in summary.nof.items()},
+        "noc_boundary": {pct(t): v for t, v in summary.noc_boundary.items()},
+        "nof_boundary": {pct(t): v for t, v in summary.nof_boundary.items()},
         "miou": summary.miou,
         "mbiou": summary.mbiou,
         "seconds_per_click": summary.seconds_per_click,

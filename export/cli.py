@@ -9,7 +9,6 @@ is missing (TensorRT, a GPU, macOS) — whatever could be written is kept, its m
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ def _format_help() -> str:
 
 def register_cli(subparsers: Any) -> None:
     """Add the `export` subcommand to an argparse subparsers object (handler in `func`)."""
-    from edgeclick.cli import parse_size
+    from edgeclick.args import parse_size
 
     p = subparsers.add_parser(
         "export", help="export a checkpoint to ONNX / TensorRT / CoreML artifacts (encoder + decoder + manifest)",
@@ -67,8 +66,6 @@ def run_cli(args: argparse.Namespace) -> int:
     """Handler of `edgeclick export`; returns the exit status."""
     from .run import ExportIncomplete, export
 
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
     options = dict(args.option)
     try:
         paths = export(args.checkpoint, args.target, size=args.size, fusion=args.fusion, precision=args.precision,

@@ -22,7 +22,7 @@
    contract (`coreml_checks.check_package`), Neural Engine warnings (`coreml_checks.neural_engine_findings`),
    and the numbers — the MIL program read back from each package is evaluated op by op with torch kernels
    (`mil_reference.MILReference`) and compared end to end with the torch model (`numeric_check`, gates
-   `runtimes.parity.GATED` over `contract.TOLERANCES[precision]`).
+   `contract.GATED` over `contract.TOLERANCES[precision]`).
 
 What coremltools 9.0 needs on torch 2.13 (it is tested up to torch 2.7):
 - The model resizes feature maps to sizes read from tensors (`F.interpolate(size=ref.shape[-2:])`).
@@ -45,7 +45,6 @@ import json
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +52,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from edgeclick.runtimes.coreml import package_path
+from edgeclick.runtimes.coreml_reference import mil_runner
 from torch import nn
 
 from edgeclick import contract
-from edgeclick.model.ritm import ClickModel
+from edgeclick.clicks import click_rows
+from edgeclick.log import quiet_bars
+from edgeclick.model.base import ClickModel
 from edgeclick.model.split import Decoder, model_graph_specs
 
 from .formats import (
@@ -65,77 +67,19 @@ from .formats import (
     ExportValidationError,
     MissingRequirement,
 )
+from .options import CoreMLOptions, parse_sizes  # noqa: F401 - parse_sizes: part of this format's API
 
-DEFAULT_TARGET = "iOS17"
+COREMLTOOLS_BARS: tuple[str, ...] = (
+    "coremltools.converters.mil.frontend.torch.ops:_tqdm",  # "Converting PyTorch Frontend ==> MIL Ops"
+    "coremltools.converters.mil.mil.passes.pass_pipeline:tqdm",  # "Running MIL ... pipeline"
+    "coremltools.optimize.coreml._post_training_quantization:tqdm",  # weight compression (calibration)
+    "coremltools.optimize.coreml._quantization_passes:tqdm",
+)
+"""The progress bars coremltools 9 draws (one per op or pass, several per graph), silenced by `log.quiet_bars`."""
 STANDARD_SIZES: tuple[tuple[int, int], ...] = ((512, 512), (640, 960), (960, 640), (768, 1024), (1024, 768))
 """Extra enumerated encoder sizes (H, W) for dynamic exports: square, 2:3 and 3:4 both ways. Multiples
 of 64, so they share resize scales with any export size that is a multiple of 32 (of 64 with the conv
 adapter, whose base runs at half resolution)."""
-
-
-# -- options -----------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class CoreMLOptions:
-    """Options of the "coreml" format (ExportRequest.options); unknown names are rejected.
-
-    minimum_deployment_target: "iOS17" (= "macOS14"), "iOS18" / "macOS15" (decoder enumerated too),
-        or "iOS16" / "macOS13".
-    enumerated_sizes: extra model input sizes (H, W) for a dynamic export, e.g. "512x512,640x960" or
-        [[512, 512], [640, 960]]; None: STANDARD_SIZES. Refused without dynamic (it would be ignored).
-    numeric_check: evaluate the converted programs on Linux and compare with torch (20–40 s at 640×960
-        for hrnet18s on a 2-core CPU).
-    fp32_clicks: in an fp16 export, keep the decoder's click-coordinate arithmetic in fp32 (see
-        `fp16_op_selector`); no effect on fp32 exports.
-    """
-
-    minimum_deployment_target: str = DEFAULT_TARGET
-    enumerated_sizes: tuple[tuple[int, int], ...] | None = None
-    numeric_check: bool = True
-    fp32_clicks: bool = True
-
-    @classmethod
-    def from_dict(cls, options: dict[str, Any]) -> CoreMLOptions:
-        from .coreml_checks import TARGETS
-
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(f"coreml export does not accept option(s) {unknown}; accepted: {sorted(known)}")
-        opts = cls(**options)
-        if opts.minimum_deployment_target not in TARGETS:
-            raise ValueError(f"minimum_deployment_target {opts.minimum_deployment_target!r} is not one of {list(TARGETS)}")
-        sizes = None if opts.enumerated_sizes is None else parse_sizes(opts.enumerated_sizes)
-        return cls(opts.minimum_deployment_target, sizes, _flag("numeric_check", opts.numeric_check),
-                   _flag("fp32_clicks", opts.fp32_clicks))
-
-
-def _flag(name: str, value: Any) -> bool:
-    """A boolean option, also from CLI text ("true"/"false", "1"/"0", "yes"/"no", "on"/"off")."""
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            raise ValueError(f"option {name}={value!r}: expected true or false")
-        return text in ("1", "true", "yes", "on")
-    return bool(value)
-
-
-def parse_sizes(value: str | Sequence[Sequence[int]]) -> tuple[tuple[int, int], ...]:
-    """"512x512,640x960" or [[512, 512], [640, 960]] → ((512, 512), (640, 960)), each a multiple of 32."""
-    if isinstance(value, str):
-        try:
-            pairs = [tuple(int(v) for v in item.lower().split("x")) for item in value.replace(" ", "").split(",") if item]
-        except ValueError:
-            raise ValueError(f"enumerated_sizes {value!r}: expected HxW[,HxW...], e.g. 512x512,640x960") from None
-    else:
-        pairs = [tuple(int(v) for v in item) for item in value]
-    sizes: list[tuple[int, int]] = []
-    for pair in pairs:
-        if len(pair) != 2:
-            raise ValueError(f"enumerated_sizes: {pair} is not an (H, W) pair")
-        contract.check_size(*pair)
-        sizes.append((pair[0], pair[1]))
-    return tuple(sizes)
 
 
 def graph_sizes(request: ExportRequest, opts: CoreMLOptions) -> tuple[dict[str, list[tuple[int, int]]], str | None]:
@@ -218,9 +162,7 @@ def example_inputs(model: ClickModel, graph: str, size: tuple[int, int], device:
     if graph == contract.ENCODER:
         return (torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0)).to(device),)
     h, w = size
-    clicks = torch.full((1, contract.NUM_CLICKS, 3), float(contract.LABEL_PADDING))
-    clicks[0, 0] = torch.tensor([0.5 * w, 0.5 * h, float(contract.LABEL_POSITIVE)])
-    clicks[0, 1] = torch.tensor([0.25 * w, 0.25 * h, float(contract.LABEL_NEGATIVE)])
+    clicks = torch.from_numpy(click_rows([(0.5 * w, 0.5 * h, True), (0.25 * w, 0.25 * h, False)]))
     features = [torch.zeros(t.resolve(h, w)) for t in spec.inputs if t.name not in (contract.CLICKS, contract.PREV_MASK)]
     return tuple(t.to(device) for t in (*features, clicks, torch.zeros(1, 1, h, w)))
 
@@ -321,15 +263,16 @@ def convert_graph(model: ClickModel, graph: str, sizes: Sequence[tuple[int, int]
     else:
         compute_precision = ct.precision.FLOAT16
     traced = trace(export_module(model, graph), example_inputs(model, graph, sizes[0]))
-    return ct.convert(
-        traced,
-        inputs=coreml_inputs(spec, sizes),
-        outputs=[ct.TensorType(name=t.name, dtype=np.dtype(t.dtype).type) for t in spec.outputs],
-        convert_to="mlprogram",
-        minimum_deployment_target=getattr(ct.target, target),
-        compute_precision=compute_precision,
-        skip_model_load=True,  # nothing predicts at export time; on Linux Core ML is absent anyway
-    )
+    with quiet_bars(*COREMLTOOLS_BARS):  # our "coreml: exporting" line says what runs; --verbose shows them
+        return ct.convert(
+            traced,
+            inputs=coreml_inputs(spec, sizes),
+            outputs=[ct.TensorType(name=t.name, dtype=np.dtype(t.dtype).type) for t in spec.outputs],
+            convert_to="mlprogram",
+            minimum_deployment_target=getattr(ct.target, target),
+            compute_precision=compute_precision,
+            skip_model_load=True,  # nothing predicts at export time; on Linux Core ML is absent anyway
+        )
 
 
 def embed_metadata(mlmodel: Any, model: ClickModel, graph: str, sizes: Sequence[tuple[int, int]]) -> None:
@@ -359,27 +302,12 @@ def embed_metadata(mlmodel: Any, model: ClickModel, graph: str, sizes: Sequence[
 
 # -- numeric check -----------------------------------------------------------------------------------------
 
-def mil_runner(packages: dict[str, Path]) -> Any:
-    """A `run(graph, feeds)` over the MIL programs of saved packages (mil_reference), with the contract's
-    feeds: the encoder's uint8 1×H×W×3 image becomes the float 0..255 NCHW pixels Core ML gives the program."""
-    from .mil_reference import MILReference
-
-    refs = {graph: MILReference(path) for graph, path in packages.items()}
-
-    def run(graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if graph == contract.ENCODER:
-            feeds = {contract.IMAGE: feeds[contract.IMAGE].transpose(0, 3, 1, 2).astype(np.float32)}
-        return refs[graph].run(feeds)
-
-    return run
-
-
 def numeric_check(model: ClickModel, packages: dict[str, Path], precision: str,
                   sizes: Sequence[tuple[int, int]]) -> dict[str, Any]:
     """Converted programs vs torch on validation.reference_feeds at each size, end to end (program
     encoder → program decoder) and decoder alone (torch features); or why it was skipped.
 
-    fp32: the gates of runtimes.parity.GATED["fp32"] (max |Δlogit| and mask IoU within
+    fp32: the gates of contract.GATED["fp32"] (max |Δlogit| and mask IoU within
     contract.TOLERANCES) — the same graph, so a failure is a conversion error and raises.
     fp16: the evaluator only emulates fp16 (Core ML's Neural Engine rounds differently) and parity's fp16
     gate (`min_mean_mask_iou`) is defined over click sessions on the device, so here it is a warning; the
@@ -387,11 +315,9 @@ def numeric_check(model: ClickModel, packages: dict[str, Path], precision: str,
     image far above it. An absolute logit gate cannot hold in fp16 for logits ~100 (fp16 spacing 0.06).
     max |Δlogit| and its ratio to max |logit| are reported either way. Raises ExportValidationError.
     """
-    from edgeclick.runtimes.parity import GATED
-
     from edgeclick.metrics import iou
 
-    from .mil_reference import UnsupportedMILOp
+    from edgeclick.runtimes.mil_reference import UnsupportedMILOp
     from .validation import reference_feeds, torch_reference
 
     try:
@@ -399,8 +325,8 @@ def numeric_check(model: ClickModel, packages: dict[str, Path], precision: str,
     except UnsupportedMILOp as exc:
         return {"skipped": f"the reference evaluator cannot run this program: {exc}"}
     tol = contract.TOLERANCES[precision]
-    gated = GATED[precision] if precision == "fp32" else ("min_mask_iou_per_click",)
-    warned = tuple(k for k in GATED[precision] if k not in gated)
+    gated = contract.GATED[precision] if precision == "fp32" else ("min_mask_iou_per_click",)
+    warned = tuple(k for k in contract.GATED[precision] if k not in gated)
     threshold = float(np.log(contract.PROB_THRESHOLD / (1.0 - contract.PROB_THRESHOLD)))  # on logits
     t0 = time.perf_counter()
     report: dict[str, Any] = {
@@ -449,7 +375,7 @@ def numeric_check(model: ClickModel, packages: dict[str, Path], precision: str,
 
 # -- entry point -------------------------------------------------------------------------------------------
 
-def _require_coremltools() -> Any:
+def require_coremltools() -> Any:
     try:
         import coremltools as ct
     except ImportError as exc:
@@ -461,9 +387,9 @@ def _require_coremltools() -> Any:
 
 def export_coreml(request: ExportRequest) -> ExportResult:
     """Convert, save and check both graphs; see the module docstring."""
-    ct = _require_coremltools()
+    ct = require_coremltools()
     from .coreml_checks import TARGETS, check_package, neural_engine_findings
-    from .mil_reference import load_program
+    from edgeclick.runtimes.mil_reference import load_program
 
     opts = CoreMLOptions.from_dict(request.options)
     target = TARGETS[opts.minimum_deployment_target]

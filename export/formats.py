@@ -1,6 +1,7 @@
 """The format table: every export target, the options it accepts, what it needs, and its exporter.
 
-One table drives the CLI, the wrapper (`export/run.py`) and the tests. An exporter is a plain function
+One table drives the CLI, the wrapper (`export/run.py`) and the tests; each format's options come from its
+dataclass in `export/options.py` (the single source of names, defaults and checks). An exporter is a plain function
 `export_xxx(request: ExportRequest) -> ExportResult` named by a dotted path and imported only when that
 format is exported, so importing this module pulls in no conversion tool (onnx, coremltools, tensorrt).
 
@@ -17,10 +18,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from edgeclick import contract
 
-if TYPE_CHECKING:
-    from edgeclick.model.ritm import ClickModel
+from .options import PRECISIONS, CoreMLOptions, FormatOptions, OnnxOptions, TensorRTOptions
 
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16")
+if TYPE_CHECKING:
+    from edgeclick.model.base import ClickModel
+
 ALL = "all"  # the CLI target that exports every format
 
 
@@ -91,26 +93,31 @@ class ExportResult:
 class Format:
     """One export target.
 
-    options: accepted option → default; any other option is an error, not silently ignored.
+    options_type: the format's options dataclass (export/options.py); `options` lists its fields with their
+        defaults, and any other option is an error, not silently ignored.
     needs: human-readable requirements, shown by `edgeclick export --help` and in MissingRequirement.
     exporter: "module:function", imported lazily by `load_exporter`.
     """
 
     name: str
     suffix: str
-    options: dict[str, Any]
+    options_type: type[FormatOptions]
     precisions: tuple[str, ...]
     dynamic: bool
     needs: tuple[str, ...]
     exporter: str
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """Accepted option → default."""
+        return self.options_type.defaults()
 
 
 FORMATS: dict[str, Format] = {
     "onnx": Format(
         name="onnx",
         suffix=".onnx",
-        # exporter: "torchscript" (compact graphs, stable names, dynamic axes) or "dynamo" (static only).
-        options={"opset": 17, "simplify": True, "exporter": "torchscript"},
+        options_type=OnnxOptions,
         precisions=PRECISIONS,
         dynamic=True,
         needs=("onnx", "onnxruntime", "onnxsim"),
@@ -119,9 +126,7 @@ FORMATS: dict[str, Format] = {
     "trt": Format(
         name="trt",
         suffix=".engine",
-        # Mirrors export/tensorrt.py's TensorRTOptions (which documents each and checks ranges).
-        options={"opset": 17, "workspace_gb": 4.0, "device": 0, "optimization_level": 3, "timing_cache": None,
-                 "tf32": False, "strongly_typed": True},
+        options_type=TensorRTOptions,
         precisions=PRECISIONS,
         dynamic=True,
         needs=("tensorrt>=10", "NVIDIA GPU"),
@@ -130,9 +135,7 @@ FORMATS: dict[str, Format] = {
     "coreml": Format(
         name="coreml",
         suffix=".mlpackage",
-        # Mirrors export/coreml.py's CoreMLOptions; dynamic = enumerated sizes (encoder; decoder from iOS 18).
-        options={"minimum_deployment_target": "iOS17", "enumerated_sizes": None, "numeric_check": True,
-                 "fp32_clicks": True},
+        options_type=CoreMLOptions,  # dynamic = enumerated sizes (encoder; decoder from iOS 18)
         precisions=PRECISIONS,
         dynamic=True,
         needs=("coremltools==9.0", "macOS for prediction"),
@@ -154,31 +157,9 @@ def formats_for(target: str) -> list[Format]:
     return list(FORMATS.values()) if target == ALL else [get_format(target)]
 
 
-def _coerce(name: str, value: Any, default: Any) -> Any:
-    """Bring a CLI string to the default's type ("18" → 18 for an int option); other values pass."""
-    if not isinstance(value, str) or default is None or isinstance(default, str):
-        return value
-    text = value.strip()
-    if isinstance(default, bool):
-        if text.lower() in ("1", "true", "yes", "on"):
-            return True
-        if text.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"option {name}={value!r}: expected a boolean (true/false)")
-    try:
-        return type(default)(text)
-    except ValueError:
-        raise ValueError(f"option {name}={value!r}: expected {type(default).__name__} like {default!r}") from None
-
-
 def resolve_options(fmt: Format, given: dict[str, Any] | None) -> dict[str, Any]:
-    """The format's defaults updated with `given`; an option the format does not accept is an error."""
-    given = dict(given or {})
-    unknown = sorted(set(given) - set(fmt.options))
-    if unknown:
-        accepted = ", ".join(f"{k} (default {v!r})" for k, v in fmt.options.items()) or "none"
-        raise ValueError(f"format {fmt.name!r} does not accept option(s) {unknown}; accepted: {accepted}")
-    return {k: _coerce(k, given.get(k, default), default) for k, default in fmt.options.items()}
+    """The format's defaults updated with `given` (CLI text coerced); an option it does not accept is an error."""
+    return fmt.options_type.resolve(given)
 
 
 def check_request(fmt: Format, precision: str, dynamic: bool) -> None:

@@ -20,10 +20,11 @@ import onnx
 import torch
 
 from edgeclick import contract
-from edgeclick.model.ritm import ClickModel
+from edgeclick.model.base import ClickModel
 from edgeclick.model.split import model_graph_specs, split_model
 
 from .formats import PRECISIONS, ExportRequest, ExportResult, ExportValidationError, check_exportable
+from .options import OnnxOptions
 from .validation import TensorInfo, check_structure, check_values, reference_feeds, validation_sizes
 
 MIN_OPSET = 17
@@ -289,10 +290,9 @@ def export_onnx(request: ExportRequest) -> ExportResult:
     """
     from edgeclick.runtimes.ort import OrtBackend
 
-    opts = request.options
+    opts = OnnxOptions.from_dict(request.options)
     files = export_onnx_graphs(request.model, request.size, request.work_dir, precision=request.precision,
-                               dynamic=request.dynamic, opset=int(opts["opset"]), simplify=bool(opts["simplify"]),
-                               exporter=str(opts["exporter"]))
+                               dynamic=request.dynamic, opset=opts.opset, simplify=opts.simplify, exporter=opts.exporter)
     ops = {graph: _op_counts(path) for graph, path in files.items()}
     loops = {graph: sorted(CONTROL_FLOW_OPS & set(counts)) for graph, counts in ops.items() if CONTROL_FLOW_OPS & set(counts)}
     if loops:
@@ -301,10 +301,10 @@ def export_onnx(request: ExportRequest) -> ExportResult:
     structure = check_structure(request.model, {g: _ort_io(backend.sessions[g]) for g in files}, request.size, request.dynamic)
     values = check_values(request.model, backend.run, request.precision, validation_sizes(request.size, request.dynamic))
     metadata = {
-        "tools": tool_versions(str(opts["exporter"])),
-        "exporter": opts["exporter"],
-        "opset": int(opts["opset"]),
-        "simplified": bool(opts["simplify"]),
+        "tools": tool_versions(opts.exporter),
+        "exporter": opts.exporter,
+        "opset": opts.opset,
+        "simplified": opts.simplify,
         "validated_with": backend.providers,
         "graphs": {graph: {"nodes": sum(counts.values()), "ops": counts} for graph, counts in ops.items()},
     }

@@ -4,7 +4,7 @@
     paths = export("model.pt", "all")     # every format; raises ExportIncomplete naming what failed
 
 Each artifact is built in a staging directory next to its destination (`out_root/.<name>.staging-*`) and
-renamed into place only after the exporter and its validation succeeded; on any failure the staging
+published (`edgeclick.io.publish_dir`) only after the exporter and its validation succeeded; on any failure the staging
 directory is removed and an existing artifact of the same name is left untouched. One exception: an
 exporter that raises MissingRequirement after writing what it could (e.g. TensorRT-ready ONNX without
 TensorRT) gets those files published under a manifest marked `"complete": false`.
@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import platform
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgeclick import contract
-from edgeclick.io import sha256_file, write_error
+from edgeclick.io import publish_dir, sha256_file, staging_dir, write_error
+from edgeclick.manifest import MANIFEST_NAME, build_manifest, write_manifest
 
 from .formats import (
     ALL,
@@ -37,7 +36,6 @@ from .formats import (
     load_exporter,
     resolve_options,
 )
-from .manifest import MANIFEST_NAME, build_manifest, write_manifest
 
 __all__ = ["ExportIncomplete", "ExportValidationError", "MissingRequirement", "artifact_name", "export", "export_format"]
 
@@ -138,9 +136,8 @@ def export_format(fmt: Format, checkpoint: Path, model: Any, checkpoint_sha256: 
                   precision: str, dynamic: bool, options: dict[str, Any], out_root: Path, name: str) -> Path:
     """Export one format into `out_root/name` atomically; return that directory."""
     out_root = Path(out_root).resolve()  # exporters return work_dir-based paths; a relative root would be joined twice
-    out_root.mkdir(parents=True, exist_ok=True)
     dest = out_root / name
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.staging-", dir=out_root))
+    staging = staging_dir(dest)
     log.info("%s: exporting %s (%dx%d, %s%s) to %s", fmt.name, checkpoint, size[0], size[1], precision,
              ", dynamic" if dynamic else "", dest)
     start = time.perf_counter()
@@ -164,8 +161,7 @@ def export_format(fmt: Format, checkpoint: Path, model: Any, checkpoint_sha256: 
             missing=None if missing is None else str(missing),
         )
         write_manifest(manifest)
-        staging.chmod(0o755)  # mkdtemp made it private; the published artifact is an ordinary directory
-        _publish(staging, dest)
+        publish_dir(staging, dest)
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
         named = write_error(dest, exc)  # a full disk while writing a graph: say which artifact, not just "File too large"
@@ -185,25 +181,6 @@ def _staged_files(staging: Path) -> dict[str, Path]:
     """Role → path for whatever an exporter left in `staging` (role = path relative to it)."""
     top = [p for p in sorted(staging.iterdir()) if p.name != MANIFEST_NAME and not p.name.startswith(".")]
     return {p.name: p for p in top}
-
-
-def _publish(staging: Path, dest: Path) -> None:
-    """Move the finished staging dir to `dest`; an existing `dest` is replaced only now, after success.
-
-    Each rename is atomic; with an existing artifact there is a moment with neither name, never a partial one.
-    """
-    if not dest.exists():
-        os.replace(staging, dest)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-    os.replace(dest, old / dest.name)
-    try:
-        os.replace(staging, dest)
-    except BaseException:
-        os.replace(old / dest.name, dest)  # put the previous artifact back
-        raise
-    finally:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _base_tools() -> dict[str, str]:

@@ -41,79 +41,22 @@ from typing import Any
 
 from edgeclick import contract
 from edgeclick.io import write_bytes_atomic, write_json_atomic, write_text_atomic
-from edgeclick.model.ritm import ClickModel
+from edgeclick.model.base import ClickModel
 from edgeclick.model.split import model_graph_specs
 from edgeclick.runtimes import trt as trt_runtime
 
 from .formats import ExportRequest, ExportResult, MissingRequirement
 from .onnx import export_onnx_graphs
+from .options import PRECISIONS, TIMING_CACHE, TensorRTOptions  # noqa: F401 - TIMING_CACHE: this format's file names
 from .validation import TensorInfo, check_structure, check_values, validation_sizes
 
 TRTEXEC_SCRIPT = "trtexec.sh"
-TIMING_CACHE = "timing.cache"
-PRECISIONS = ("fp32", "fp16")  # int8 engines come from explicit Q/DQ ONNX (calibration/), not from here
 QDQ_PRECISION = "int8"  # what the builder accepts with qdq=True: the ONNX already carries int8 Q/DQ nodes
 SUPPORTED_MAJORS = (10, 11)
-MAX_OPTIMIZATION_LEVEL = 5
 
 
 class EngineBuildError(RuntimeError):
     """TensorRT could not parse or build a graph; the message names the graph, nodes and log errors."""
-
-
-# -- options ---------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class TensorRTOptions:
-    """Options of the "trt" format (ExportRequest.options, defaults filled in by the wrapper).
-
-    opset: ONNX opset of the TensorRT-ready graphs.
-    workspace_gb: builder workspace pool limit in GiB (trtexec --memPoolSize=workspace:<MiB>M).
-    device: CUDA device index that builds and validates the engines.
-    optimization_level: builder optimisation level 0–5 (TensorRT's default 3; higher searches longer).
-    timing_cache: timing cache file, loaded before and saved after each build (None: work_dir/timing.cache).
-    tf32: allow TF32 for fp32 layers (faster on Ampere+, but can break the fp32 parity gate of 1e-3).
-    strongly_typed: TensorRT 10.x: a strongly typed network (precision exactly as in the ONNX, as 11.x
-        always does); False: weak typing with BuilderFlag.FP16 for fp16. Ignored on 11.x.
-    """
-
-    opset: int = 17
-    workspace_gb: float = 4.0
-    device: int = 0
-    optimization_level: int = 3
-    timing_cache: str | None = None
-    tf32: bool = False
-    strongly_typed: bool = True
-
-    @classmethod
-    def from_dict(cls, options: dict[str, Any]) -> TensorRTOptions:
-        """Validated options; unknown names and out-of-range values are errors."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(f"unknown TensorRT export options {unknown}; known: {sorted(known)}")
-        opts = cls(**options)
-        if not isinstance(opts.workspace_gb, (int, float)) or isinstance(opts.workspace_gb, bool) or opts.workspace_gb <= 0:
-            raise ValueError(f"workspace_gb must be a positive number (GiB), got {opts.workspace_gb!r}")
-        level = opts.optimization_level
-        if not isinstance(level, int) or isinstance(level, bool) or not 0 <= level <= MAX_OPTIMIZATION_LEVEL:
-            raise ValueError(f"optimization_level must be an integer in 0..{MAX_OPTIMIZATION_LEVEL}, got {level!r}")
-        if not isinstance(opts.device, int) or opts.device < 0:
-            raise ValueError(f"device must be a CUDA device index >= 0, got {opts.device!r}")
-        if not isinstance(opts.tf32, bool) or not isinstance(opts.strongly_typed, bool):
-            raise ValueError("tf32 and strongly_typed must be booleans")
-        return opts
-
-    @property
-    def workspace_mib(self) -> int:
-        return max(1, round(self.workspace_gb * 1024))
-
-    def cache_file(self, work_dir: Path) -> Path:
-        return Path(self.timing_cache) if self.timing_cache else work_dir / TIMING_CACHE
-
-
-OPTIONS: dict[str, Any] = {f.name: f.default for f in fields(TensorRTOptions)}
-"""Option names and defaults for the format table."""
 
 
 # -- precision handling per TensorRT major version -------------------------------------------------------

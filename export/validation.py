@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from edgeclick import contract
-from edgeclick.model.ritm import ClickModel
+from edgeclick.clicks import click_rows
+from edgeclick.model.base import ClickModel
 from edgeclick.model.split import model_graph_specs, split_model
 
 from .formats import ExportValidationError
@@ -52,10 +53,8 @@ def reference_feeds(size: tuple[int, int]) -> dict[str, np.ndarray]:
     image += rng.normal(0, 6, image.shape)
     image_u8 = np.clip(image, 0, 255).round().astype(np.uint8)[None]
 
-    clicks = np.full((1, contract.NUM_CLICKS, 3), contract.LABEL_PADDING, dtype=np.float32)
-    clicks[0, 0] = (0.45 * w + 0.25, 0.5 * h + 0.5, contract.LABEL_POSITIVE)
-    clicks[0, 1] = (0.38 * w + 0.75, 0.62 * h + 0.25, contract.LABEL_POSITIVE)
-    clicks[0, 2] = (0.81 * w + 0.5, 0.3 * h + 0.75, contract.LABEL_NEGATIVE)
+    clicks = click_rows([(0.45 * w + 0.25, 0.5 * h + 0.5, True), (0.38 * w + 0.75, 0.62 * h + 0.25, True),
+                         (0.81 * w + 0.5, 0.3 * h + 0.75, False)])
 
     offset = ((xx - 0.5 * w) / (0.2 * w)) ** 2 + ((yy - 0.45 * h) / (0.28 * h)) ** 2
     prev = 1.0 / (1.0 + np.exp(6.0 * (np.sqrt(offset) - 1.0)))

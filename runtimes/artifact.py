@@ -2,17 +2,20 @@
 
     backend = open_backend("artifacts/w18s-late-640x960-fp32-onnx", threads=2)
     session = Session(backend)
+    source = resolve_source("artifacts/w18s-late-640x960-fp32-onnx")   # manifest + its verified checkpoint
 
 Backends are imported only when their format is opened (coremltools / tensorrt stay unimported otherwise).
 """
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgeclick import contract
-from edgeclick.export.manifest import Manifest, read_manifest
+from edgeclick.io import sha256_file
+from edgeclick.manifest import Manifest, read_manifest
 
 from .backend import Backend
 
@@ -55,3 +58,39 @@ def open_backend(artifact_dir: str | Path, **kwargs: Any) -> Backend:
     except ModuleNotFoundError as exc:
         raise RuntimeError(f"{manifest.root}: the {manifest.format} runtime cannot be imported ({exc})") from exc
     return getattr(module, class_name)(artifact_dir, **kwargs)
+
+
+@dataclass(frozen=True)
+class Source:
+    """An artifact's manifest and the checkpoint it was exported from (verified)."""
+
+    manifest: Manifest
+    checkpoint: Path
+
+
+def resolve_source(artifact_dir: Path, checkpoint: Path | None = None) -> Source:
+    """Read the artifact's manifest and find its source checkpoint.
+
+    The manifest's path is tried as written, then relative to the artifact folder. The file must have
+    the sha256 the manifest recorded: parity against other weights would measure nothing.
+
+    Raises:
+        FileNotFoundError: no checkpoint file (the message says to pass --checkpoint).
+        ValueError: the checkpoint's sha256 differs from the one the artifact was exported from.
+    """
+    manifest = read_manifest(artifact_dir)
+    recorded = Path(str(manifest.checkpoint.get("path", "")))
+    if checkpoint is not None:
+        path = checkpoint
+    else:
+        path = recorded if recorded.is_file() or recorded.is_absolute() else manifest.root / recorded
+    if not path.is_file():
+        raise FileNotFoundError(f"{artifact_dir}: source checkpoint {path} not found (manifest checkpoint.path "
+                                f"{str(recorded)!r}); pass the checkpoint it was exported from with --checkpoint CKPT")
+    expected = manifest.checkpoint.get("sha256")
+    if expected:
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ValueError(f"checkpoint {path} has sha256 {actual[:12]}…, but {artifact_dir} was exported from "
+                             f"{expected[:12]}…; pass the checkpoint it was exported from (--checkpoint) or re-export")
+    return Source(manifest, path)

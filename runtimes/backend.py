@@ -14,10 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from edgeclick import contract
-
-
-class ContractMismatch(RuntimeError):
-    """An artifact built against another version of the I/O contract."""
+from edgeclick.contract import ContractMismatch, check_contract  # noqa: F401 - what every backend checks
 
 
 class Backend(Protocol):
@@ -55,11 +52,3 @@ def check_feeds(spec: contract.GraphSpec, feeds: dict[str, np.ndarray]) -> tuple
             raise ValueError(f"{spec.name}.{t.name}: shape {tuple(arr.shape)}, contract says {shape}")
     return size
 
-
-def check_contract(artifact_hash: str, where: str) -> None:
-    """Refuse an artifact whose contract hash is not this code's."""
-    if artifact_hash != contract.contract_hash():
-        raise ContractMismatch(
-            f"{where} was built for I/O contract {artifact_hash[:12]}…, this edgeclick speaks "
-            f"{contract.contract_hash()[:12]}… (version {contract.CONTRACT_VERSION}); re-export it with this version"
-        )

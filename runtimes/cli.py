@@ -13,54 +13,15 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from .artifact import resolve_source
+
 if TYPE_CHECKING:  # keep `edgeclick --help` free of torch / onnxruntime imports
     from edgeclick.data.sample import Sample
-    from edgeclick.export.manifest import Manifest
 
     from .backend import Backend
-
-
-@dataclass(frozen=True)
-class Source:
-    """An artifact's manifest and the checkpoint it was exported from (verified)."""
-
-    manifest: "Manifest"
-    checkpoint: Path
-
-
-def resolve_source(artifact_dir: Path, checkpoint: Path | None = None) -> Source:
-    """Read the artifact's manifest and find its source checkpoint.
-
-    The manifest's path is tried as written, then relative to the artifact folder. The file must have
-    the sha256 the manifest recorded: parity against other weights would measure nothing.
-
-    Raises:
-        FileNotFoundError: no checkpoint file (the message says to pass --checkpoint).
-        ValueError: the checkpoint's sha256 differs from the one the artifact was exported from.
-    """
-    from edgeclick.export.manifest import read_manifest
-    from edgeclick.io import sha256_file
-
-    manifest = read_manifest(artifact_dir)
-    recorded = Path(str(manifest.checkpoint.get("path", "")))
-    if checkpoint is not None:
-        path = checkpoint
-    else:
-        path = recorded if recorded.is_file() or recorded.is_absolute() else manifest.root / recorded
-    if not path.is_file():
-        raise FileNotFoundError(f"{artifact_dir}: source checkpoint {path} not found (manifest checkpoint.path "
-                                f"{str(recorded)!r}); pass the checkpoint it was exported from with --checkpoint CKPT")
-    expected = manifest.checkpoint.get("sha256")
-    if expected:
-        actual = sha256_file(path)
-        if actual != expected:
-            raise ValueError(f"checkpoint {path} has sha256 {actual[:12]}…, but {artifact_dir} was exported from "
-                             f"{expected[:12]}…; pass the checkpoint it was exported from (--checkpoint) or re-export")
-    return Source(manifest, path)
 
 
 def open_artifact(artifact_dir: Path) -> "Backend":
@@ -113,7 +74,8 @@ def _out_dir(out: Path | None, default_root: str, name: str, several: bool) -> P
 
 def run_parity_cli(args: argparse.Namespace) -> int:
     """Handler of `edgeclick parity`: 0 when every artifact passes its gates, 1 when one fails."""
-    from .parity import run_parity, write_parity_report
+    from .parity import run_parity
+    from .parity_report import write_parity_report
     from .torch_ref import TorchBackend
 
     if args.samples < 1:
@@ -203,7 +165,8 @@ def bench_targets(artifacts: list[Path], checkpoint: Path | None) -> list[Any]:
 
 def run_bench_cli(args: argparse.Namespace) -> int:
     """Handler of `edgeclick bench`."""
-    from .bench import BenchConfig, run_bench, write_bench_report
+    from .bench import BenchConfig, run_bench
+    from .bench_report import write_bench_report
 
     config = BenchConfig(warmup=args.warmup, runs=args.runs, sustain_seconds=args.sustain_seconds,
                          click_rate=args.click_rate, threads=args.threads)

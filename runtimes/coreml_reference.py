@@ -3,7 +3,7 @@
     backend = MilReferenceBackend("artifacts/w18s-late-640x960-fp16-coreml-palette6")
     session = Session(backend); session.set_image(rgb); session.click(120, 80, True)
 
-This is NOT Core ML. It reads each package's MIL program back (`export.mil_reference.MILReference`) and
+This is NOT Core ML. It reads each package's MIL program back (`runtimes.mil_reference.MILReference`) and
 evaluates it op by op on the CPU: fp16 op outputs rounded to fp16, compressed weights (constexpr ops)
 decompressed exactly as coremltools defines them. It checks what conversion and compression decided —
 ops, parameters, the image input's scale, fp16 / int8 / palettized weight values — on Linux, where Core
@@ -16,6 +16,7 @@ graph names, model config, sizes), so a Session refuses the same artifacts eithe
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,7 @@ NAME = "mil-reference"
 
 class MilReferenceBackend:
     """Backend protocol over an exported (or compressed) CoreML artifact, evaluated with
-    `export.mil_reference` on any OS.
+    `runtimes.mil_reference` on any OS.
 
     Feeds and outputs are the contract's: the encoder takes uint8 1×H×W×3 RGB (handed to the program as
     the float 0..255 NCHW pixels Core ML gives an image input; the program's own first op scales them by
@@ -40,8 +41,6 @@ class MilReferenceBackend:
     name = NAME
 
     def __init__(self, artifact_dir: str | Path) -> None:
-        from edgeclick.export.coreml import mil_runner
-
         self.artifact = read_artifact(artifact_dir)
         self.contract_hash = self.artifact.packages[contract.ENCODER].metadata[contract.META_CONTRACT_HASH]
         self.input_size: tuple[int, int] | None = self.artifact.input_size
@@ -57,3 +56,18 @@ class MilReferenceBackend:
 
 
 __all__ = ["NAME", "MilReferenceBackend"]
+
+
+def mil_runner(packages: dict[str, Path]) -> Any:
+    """A `run(graph, feeds)` over the MIL programs of saved packages (mil_reference), with the contract's
+    feeds: the encoder's uint8 1×H×W×3 image becomes the float 0..255 NCHW pixels Core ML gives the program."""
+    from .mil_reference import MILReference
+
+    refs = {graph: MILReference(path) for graph, path in packages.items()}
+
+    def run(graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if graph == contract.ENCODER:
+            feeds = {contract.IMAGE: feeds[contract.IMAGE].transpose(0, 3, 1, 2).astype(np.float32)}
+        return refs[graph].run(feeds)
+
+    return run

@@ -69,7 +69,7 @@ class OrtBackend:
 
     def __init__(self, artifact_dir: str | Path, providers: Sequence[str] | None = None, threads: int | None = None,
                  profile_prefix: str | None = None) -> None:
-        from edgeclick.export.manifest import read_manifest
+        from edgeclick.manifest import read_manifest
 
         from .artifact import graph_specs_from_manifest
 

@@ -2,7 +2,7 @@
 
     report = run_parity(TorchBackend(model, input_size=(640, 960)), OrtBackend(artifact_dir),
                         samples, clicks=10, precision="fp32")
-    write_parity_report(report, "reports/parity/w18s_late")   # report.md, parity.json, worst.png
+    write_parity_report(report, "reports/parity/w18s_late")   # parity_report.py: report.md, parity.json, worst.png
     report.passed, report.failures
 
 For every sample two Sessions run side by side, one per backend, on the same image (so both go through
@@ -14,14 +14,12 @@ the letterbox is undone) and the thresholded masks at the image's size (what the
 candidate runs a click session of its own (clicks from its own errors) so NoC can be compared: that is
 the accuracy a user of the exported model gets.
 
-The gates come from `contract.TOLERANCES`; which fields gate which precision is `GATED` below.
+The gates come from `contract.TOLERANCES`; which fields gate which precision is `contract.GATED`.
 """
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -29,9 +27,9 @@ import numpy as np
 from edgeclick import contract
 from edgeclick.clicks import Click, Clicker
 from edgeclick.data.sample import Sample
-from edgeclick.io import write_bytes_atomic, write_json_atomic, write_text_atomic
 from edgeclick.metrics import MAX_CLICKS, boundary_iou, iou, noc
 from edgeclick.preprocess import Letterbox
+from edgeclick.render import pct
 
 from .backend import Backend
 from .session import Session
@@ -39,14 +37,6 @@ from .session import Session
 NOC_THRESHOLDS: tuple[float, ...] = (0.85, 0.90)
 """IoU thresholds of the NoC comparison between the reference and the candidate."""
 
-GATED: dict[str, tuple[str, ...]] = {
-    # fp32 must be numerically the same graph: every click, both the logits and the mask.
-    "fp32": ("max_abs_logit", "min_mask_iou_per_click"),
-    # Reduced precision is allowed local disagreement; what must hold is the mask on average.
-    "fp16": ("min_mean_mask_iou",),
-    "int8": ("min_mean_mask_iou",),
-}
-"""Which `contract.Tolerance` fields are gates for each precision; the others are reported only."""
 
 
 class RecordingBackend:
@@ -216,7 +206,7 @@ class ParityReport:
         tolerance: contract.TOLERANCES[precision].
         input_size: model input (H, W) both backends ran at (None: each image's own padded size).
         samples: per-sample results.
-        gates: the gated tolerance fields, in GATED order.
+        gates: the gated tolerance fields, in contract.GATED order.
         worst: the click with the lowest mask IoU (ties: larger |Δlogit|), None without clicks.
         settings: free-form description of the run (artifact, checkpoint, data), copied into the files.
     """
@@ -261,7 +251,7 @@ class ParityReport:
                 trivial_masks=sum(c.reference_area in (0.0, 1.0) for c in clicks),
             )
         for t in NOC_THRESHOLDS:
-            key = _pct(t)
+            key = pct(t)
             if self.samples:
                 out[f"noc{key}_reference"] = float(np.mean([s.noc("reference", t) for s in self.samples]))
                 out[f"noc{key}_candidate"] = float(np.mean([s.noc("candidate", t) for s in self.samples]))
@@ -293,7 +283,7 @@ class ParityReport:
             "passed": self.passed,
             "failures": self.failures,
             "tolerance": asdict(self.tolerance),
-            "gated": list(GATED[self.precision]),
+            "gated": list(contract.GATED[self.precision]),
             "input_size": list(self.input_size) if self.input_size else None,
             "prob_threshold": contract.PROB_THRESHOLD,
             "noc_thresholds": list(NOC_THRESHOLDS),
@@ -309,7 +299,7 @@ class ParityReport:
                 {
                     "name": s.name,
                     "noc_cap": s.noc_cap,
-                    "noc": {_pct(t): {"reference": s.noc("reference", t), "candidate": s.noc("candidate", t),
+                    "noc": {pct(t): {"reference": s.noc("reference", t), "candidate": s.noc("candidate", t),
                                       "difference": s.noc_difference(t)} for t in NOC_THRESHOLDS},
                     "reference_ious": s.reference_ious,
                     "candidate_ious": s.candidate_ious,
@@ -318,10 +308,6 @@ class ParityReport:
                 for s in self.samples
             ],
         }
-
-
-def _pct(t: float) -> str:
-    return f"{round(t * 100):d}"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -335,12 +321,12 @@ def evaluate_gates(clicks: Sequence[ClickParity], precision: str) -> list[GateRe
     Raises:
         ValueError: unknown precision.
     """
-    if precision not in GATED:
-        raise ValueError(f"unknown precision {precision!r}; the contract has tolerances for {sorted(GATED)}")
+    if precision not in contract.GATED:
+        raise ValueError(f"unknown precision {precision!r}; the contract has tolerances for {sorted(contract.GATED)}")
     tol = contract.TOLERANCES[precision]
     total = len(clicks)
     gates: list[GateResult] = []
-    for name in GATED[precision]:
+    for name in contract.GATED[precision]:
         threshold = float(getattr(tol, name))
         if not clicks:  # nothing compared proves nothing
             gates.append(GateResult(name, threshold, math.nan, False, "no clicks were compared", 0, 0))
@@ -443,8 +429,8 @@ def run_parity(
     Raises:
         ValueError: unknown precision, bad click count, or backends at different input sizes.
     """
-    if precision not in GATED:
-        raise ValueError(f"unknown precision {precision!r}; the contract has tolerances for {sorted(GATED)}")
+    if precision not in contract.GATED:
+        raise ValueError(f"unknown precision {precision!r}; the contract has tolerances for {sorted(contract.GATED)}")
     if not 1 <= clicks <= contract.NUM_CLICKS:
         raise ValueError(f"clicks must be in 1..{contract.NUM_CLICKS} (the contract's click rows), got {clicks}")
     if reference.input_size != candidate.input_size:
@@ -467,130 +453,3 @@ def run_parity(
     return ParityReport(reference.name, candidate.name, precision, contract.TOLERANCES[precision],
                         candidate.input_size, results, evaluate_gates(clicks_done, precision), worst,
                         dict(settings or {}))
-
-
-# ---------------------------------------------------------------------------------------------------
-# Report files
-# ---------------------------------------------------------------------------------------------------
-
-
-def png_bytes(fig: Any) -> bytes:
-    """Render a matplotlib Figure to PNG bytes on an Agg canvas (pyplot's global backend untouched)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=fig.dpi)
-    return buffer.getvalue()
-
-
-def plot_disagreement(worst: Disagreement | None, title: str = "") -> bytes:
-    """PNG: image + reference mask, image + candidate mask, mask difference, |Δlogit| heat map."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(13, 3.8), dpi=100)
-    if worst is None:
-        ax = fig.add_subplot()
-        ax.axis("off")
-        ax.text(0.5, 0.5, "no clicks were compared", ha="center", va="center")
-        return png_bytes(fig)
-    axes = fig.subplots(1, 4)
-    for ax, mask, name, color in ((axes[0], worst.reference_mask, "PyTorch", (0.1, 0.4, 1.0, 0.5)),
-                                  (axes[1], worst.candidate_mask, "exported", (1.0, 0.5, 0.0, 0.5))):
-        ax.imshow(worst.image)
-        overlay = np.zeros((*mask.shape, 4), dtype=np.float32)
-        overlay[mask] = color
-        ax.imshow(overlay)
-        for positive, c in ((True, "lime"), (False, "red")):
-            pts = np.array([(k.x, k.y) for k in worst.clicks if k.positive == positive], dtype=np.float64).reshape(-1, 2)
-            ax.scatter(pts[:, 0], pts[:, 1], s=18, c=c, edgecolors="white", linewidths=0.5)
-        ax.set_title(f"{name} mask", fontsize=9)
-    # A faded gray copy of the image under the difference keeps a small disagreement locatable.
-    gray = worst.image.astype(np.float32).mean(axis=2, keepdims=True)
-    diff = np.repeat(150 + gray * (80 / 255), 3, axis=2).astype(np.uint8)
-    diff[worst.reference_mask & worst.candidate_mask] = (120, 120, 120)
-    diff[worst.reference_mask & ~worst.candidate_mask] = (30, 90, 255)  # PyTorch only
-    diff[~worst.reference_mask & worst.candidate_mask] = (255, 120, 0)  # exported only
-    axes[2].imshow(diff)
-    n_diff = int(np.count_nonzero(worst.reference_mask ^ worst.candidate_mask))
-    axes[2].set_title(f"difference: {n_diff} px\nblue PyTorch only, orange exported only", fontsize=8)
-    im = axes[3].imshow(worst.abs_logit, cmap="magma")
-    fig.colorbar(im, ax=axes[3], fraction=0.046, pad=0.04)
-    axes[3].set_title("|Δlogit| (model input, padding cropped)", fontsize=8)
-    for ax in axes:
-        ax.axis("off")
-    fig.suptitle(f"{title} worst click: sample {worst.sample!r} click {worst.click}, mask IoU {worst.mask_iou:.4f}, "
-                 f"max |Δlogit| {worst.max_abs_logit:.3g}", fontsize=10)
-    fig.tight_layout()
-    return png_bytes(fig)
-
-
-def _markdown(report: ParityReport) -> str:
-    s = report.summary()
-    verdict = "PASS" if report.passed else "FAIL"
-    lines = [
-        f"# Parity: {report.candidate} vs {report.reference} ({report.precision}) — {verdict}",
-        "",
-        f"{s['n_samples']} samples × {s['n_clicks'] // max(1, s['n_samples'])} clicks; model input "
-        f"{'x'.join(map(str, report.input_size)) if report.input_size else 'native (padded to 32)'}; "
-        f"masks thresholded at p > {contract.PROB_THRESHOLD}. Clicks come from the PyTorch session's errors and go "
-        "to both sessions; each session feeds its own previous mask back.",
-        "",
-        "## Gates (contract.TOLERANCES)",
-        "",
-        "| gate | tolerance | observed | worst at | verdict |",
-        "|---|---:|---:|---|---|",
-    ]
-    for g in report.gates:
-        lines.append(f"| {g.name} | {g.threshold:g} | {g.value:.6g} | {g.where or '-'} | {'pass' if g.passed else '**FAIL**'} |")
-    ungated = [k for k in asdict(report.tolerance) if k not in GATED[report.precision]]
-    lines += ["", f"Not gated at {report.precision} (reported only): {', '.join(ungated) or '-'}."]
-    if report.failures:
-        lines += ["", *[f"- {f}" for f in report.failures]]
-    if s["n_clicks"]:
-        lines += [
-            "",
-            "## Summary",
-            "",
-            f"- max |Δlogit| {s['max_abs_logit']:.6g}, mean |Δlogit| {s['mean_abs_logit']:.6g} "
-            f"(max |PyTorch logit| {s['reference_logit_absmax']:.4g})",
-            f"- mask IoU: mean {s['mean_mask_iou']:.6f}, min {s['min_mask_iou']:.6f}",
-            f"- Boundary IoU: mean {s['mean_boundary_iou']:.6f}, min {s['min_boundary_iou']:.6f}",
-        ]
-        lines.append(f"- PyTorch mask covers {100 * s['mean_reference_area']:.1f}% of the image on average")
-        if s["trivial_masks"]:
-            lines.append(f"- **{s['trivial_masks']} of {s['n_clicks']} clicks have an empty or full PyTorch mask**: there the "
-                         "mask IoU is trivially 1 when both agree (an untrained model?), so |Δlogit| is the telling number")
-        for t in NOC_THRESHOLDS:
-            k = _pct(t)
-            lines.append(f"- NoC@{k}: PyTorch {s[f'noc{k}_reference']:.2f}, exported {s[f'noc{k}_candidate']:.2f}, "
-                         f"mean difference {s[f'noc{k}_difference']:+.2f}")
-        lines += ["", "## Per click index", "", "| click | max abs Δlogit | mean abs Δlogit | mean mask IoU | min mask IoU | mean Boundary IoU |",
-                  "|---:|---:|---:|---:|---:|---:|"]
-        for r in report.per_click_index():
-            lines.append(f"| {r['click']} | {r['max_abs_logit']:.3g} | {r['mean_abs_logit']:.3g} | {r['mean_mask_iou']:.6f} "
-                         f"| {r['min_mask_iou']:.6f} | {r['mean_boundary_iou']:.6f} |")
-    header = "| sample | " + " | ".join(f"NoC@{_pct(t)} torch / exported (Δ)" for t in NOC_THRESHOLDS) + " | min mask IoU | max abs Δlogit |"
-    lines += ["", "## Per sample", "", header, "|---|" + "---|" * (len(NOC_THRESHOLDS) + 2)]
-    for smp in report.samples:
-        nocs = " | ".join(f"{smp.noc('reference', t)} / {smp.noc('candidate', t)} ({smp.noc_difference(t):+d})" for t in NOC_THRESHOLDS)
-        min_iou = min((c.mask_iou for c in smp.clicks), default=float("nan"))
-        max_dl = max((c.max_abs_logit for c in smp.clicks), default=float("nan"))
-        lines.append(f"| {smp.name} | {nocs} | {min_iou:.6f} | {max_dl:.3g} |")
-    if report.worst is not None:
-        lines += ["", f"NoC counts a sample that never reaches the threshold as {report.samples[0].noc_cap} (RITM's cap).",
-                  "", f"## Worst disagreement: sample {report.worst.sample!r}, click {report.worst.click}", "",
-                  "![worst disagreement](worst.png)"]
-    if report.settings:
-        lines += ["", "Settings: " + ", ".join(f"{k}={v}" for k, v in report.settings.items())]
-    return "\n".join(lines) + "\n"
-
-
-def write_parity_report(report: ParityReport, out_dir: str | Path) -> dict[str, Path]:
-    """Write parity.json, report.md and worst.png into `out_dir` (created); return kind → path."""
-    out = Path(out_dir)
-    return {
-        "json": write_json_atomic(out / "parity.json", report.to_json()),
-        "report": write_text_atomic(out / "report.md", _markdown(report)),
-        "worst": write_bytes_atomic(out / "worst.png", plot_disagreement(report.worst, report.candidate)),
-    }

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence, TypeVar
 import numpy as np
 
 from edgeclick import contract
-from edgeclick.clicks import Click
+from edgeclick.clicks import Click, click_rows
 from edgeclick.preprocess import Letterbox
 
 from .backend import Backend, check_contract
@@ -188,11 +188,8 @@ class Session:
         for c in clicks:
             if not (np.isfinite(c.x) and np.isfinite(c.y) and 0 <= c.x <= w - 1 and 0 <= c.y <= h - 1):
                 raise InputError(f"click ({c.x}, {c.y}) is outside the {w}×{h} image (x in [0, {w - 1}], y in [0, {h - 1}])")
-        rows = np.full((1, contract.NUM_CLICKS, 3), contract.LABEL_PADDING, dtype=np.float32)
-        if clicks:
-            rows[0, : len(clicks), :2] = lb.points(np.array([[c.x, c.y] for c in clicks]))
-            rows[0, : len(clicks), 2] = [contract.LABEL_POSITIVE if c.positive else contract.LABEL_NEGATIVE for c in clicks]
-        return rows
+        points = lb.points(np.array([[c.x, c.y] for c in clicks], dtype=np.float64).reshape(-1, 2))
+        return click_rows([(x, y, c.positive) for (x, y), c in zip(points, clicks)])
 
     def _decode(self, clicks: list[Click], model_prev: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         lb = self._require_image()

@@ -107,13 +107,14 @@ def open_soak_session(backend: str, size: tuple[int, int], work: Path, seed: int
         torch.set_num_threads(1)
         return Session(TorchBackend(model, input_size=size))
     if backend == "onnxruntime":
-        from edgeclick.export.run import export
-
         from .ort import OrtBackend
 
         checkpoint = save_checkpoint(model, work / "tiny_late.pt")
-        artifact = export(checkpoint, "onnx", size=size, out_root=work / "artifacts", name="soak-onnx")[0]
-        return Session(OrtBackend(artifact, threads=1))
+        # Through the command line, as a user exports: the runtimes package does not import the exporters.
+        subprocess.run([sys.executable, "-m", "edgeclick", "export", "--target", "onnx", "--checkpoint", str(checkpoint),
+                        "--size", f"{size[0]}x{size[1]}", "--out", str(work / "artifacts"), "--name", "soak-onnx"],
+                       check=True, stdout=subprocess.DEVNULL)
+        return Session(OrtBackend(work / "artifacts" / "soak-onnx", threads=1))
     raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
 
 
@@ -217,7 +218,7 @@ def write_report(results: list[SoakResult], out: Path, limit: float) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from edgeclick.cli import parse_size
+    from edgeclick.args import parse_size
 
     p = argparse.ArgumentParser(prog="python -m edgeclick.runtimes.soak", description=__doc__.split("\n")[0])
     p.add_argument("--clicks", type=int, default=DEFAULT_CLICKS)

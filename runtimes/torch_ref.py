@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from edgeclick import contract
-from edgeclick.model.ritm import ClickModel
+from edgeclick.model.base import ClickModel
 from edgeclick.model.split import Decoder, Encoder, model_graph_specs
 
 from .backend import check_feeds

@@ -107,9 +107,7 @@ def _json_safe(value: Any) -> Any:
 
 
 def _gated() -> dict[str, list[str]]:
-    from .parity import GATED
-
-    return {k: list(v) for k, v in GATED.items()}
+    return {k: list(v) for k, v in contract.GATED.items()}
 
 
 @dataclass

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from edgeclick import contract
+from edgeclick import clicks, contract
 
 
 def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -28,11 +28,13 @@ def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 
 def click_rows(points: list[tuple[float, float, int]], n: int = contract.NUM_CLICKS) -> torch.Tensor:
-    """[(x, y, label), ...] → 1×n×3 padded click rows."""
-    rows = torch.full((1, n, 3), float(contract.LABEL_PADDING))
-    for i, (x, y, label) in enumerate(points):
-        rows[0, i] = torch.tensor([x, y, label], dtype=torch.float32)
-    return rows
+    """[(x, y, label), ...] → 1×n×3 click rows (edgeclick.clicks.click_rows), cut to n rows; a label of
+    contract.LABEL_PADDING makes a padding row in the middle (to test that the model skips it)."""
+    rows = torch.from_numpy(clicks.click_rows([(x, y, label == contract.LABEL_POSITIVE) for x, y, label in points]))
+    for i, (_, _, label) in enumerate(points):
+        if label == contract.LABEL_PADDING:
+            rows[0, i] = contract.LABEL_PADDING
+    return rows[:, :n]
 
 
 TINY_ONNX_SIZE = (64, 96)

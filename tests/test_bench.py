@@ -26,8 +26,8 @@ from edgeclick.runtimes.bench import (
     available_cores,
     parse_threads,
     run_bench,
-    write_bench_report,
 )
+from edgeclick.runtimes.bench_report import write_bench_report
 from edgeclick.runtimes.energy import RaplMeter
 
 SIZE = (64, 96)

@@ -17,7 +17,7 @@ from edgeclick.calibration.gate import (
 from edgeclick.calibration.sensitivity import GroupEffect, chosen_nodes, measure_groups
 from edgeclick.calibration.variants import CalibrationPlan, build_variants
 from edgeclick.export import run
-from edgeclick.export.manifest import read_manifest
+from edgeclick.manifest import read_manifest
 from PIL import Image
 
 from edgeclick import contract

@@ -1,5 +1,5 @@
 """CoreML compressed variants (calibration/coreml.py) and the Linux numeric path for them: the MIL reference
-evaluator's constexpr ops (export/mil_reference.py) and MilReferenceBackend (runtimes/coreml_reference.py).
+evaluator's constexpr ops (runtimes/mil_reference.py) and MilReferenceBackend (runtimes/coreml_reference.py).
 
 One tiny late-fusion fp16 export (64×96, ~20 s of coremltools) is compressed at most once per scheme, when
 a test first asks for it (w8 ~12 s, palette4 ~19 s, palette6 ~25 s on a 2-core CPU: coremltools re-runs
@@ -27,11 +27,11 @@ from coremltools.optimize import _utils as optimize_utils
 from edgeclick.calibration import coreml as cc
 from edgeclick.calibration.data import CalibrationData
 from edgeclick.export import run
-from edgeclick.export.manifest import read_manifest
-from edgeclick.export.mil_reference import OPS, load_program, materialize_constexpr
 from edgeclick.export.validation import reference_feeds
+from edgeclick.manifest import read_manifest
 from edgeclick.runtimes.coreml import package_path, read_artifact
 from edgeclick.runtimes.coreml_reference import MilReferenceBackend
+from edgeclick.runtimes.mil_reference import OPS, load_program, materialize_constexpr
 from edgeclick.runtimes.session import Session
 
 from edgeclick import contract

@@ -25,7 +25,7 @@ from edgeclick.calibration.gate import (
 )
 from edgeclick.calibration.ort import calibration_stride, quantize_onnx_artifact
 from edgeclick.export import run
-from edgeclick.export.manifest import file_entries, read_manifest, write_manifest
+from edgeclick.manifest import file_entries, read_manifest, write_manifest
 from onnx import numpy_helper
 
 from edgeclick import contract

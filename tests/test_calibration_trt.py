@@ -29,8 +29,8 @@ from edgeclick.calibration import trt as ctrt
 from edgeclick.calibration.data import CalibrationData, collect_calibration_data
 from edgeclick.export import tensorrt as trt_export
 from edgeclick.export.formats import MissingRequirement
-from edgeclick.export.manifest import read_manifest
 from edgeclick.export.onnx import META_PRECISION
+from edgeclick.manifest import read_manifest
 from edgeclick.runtimes import trt as trt_runtime
 from edgeclick.runtimes.artifact import open_backend
 from edgeclick.runtimes.ort import OrtBackend
@@ -324,7 +324,7 @@ def test_bad_requests(setup: dict[str, Any], tmp_path: Path, no_tensorrt: None) 
         ctrt.quantize_for_tensorrt(art, data, tmp_path / "a", method="nope")
     with pytest.raises(ValueError, match="opset"):
         ctrt.quantize_for_tensorrt(art, data, tmp_path / "b", trt_options={"opset": 13})
-    with pytest.raises(ValueError, match="unknown TensorRT export options"):
+    with pytest.raises(ValueError, match=r"format 'trt' does not accept option\(s\) \['int8'\]"):
         ctrt.quantize_for_tensorrt(art, data, tmp_path / "c", trt_options={"int8": True})
     with pytest.raises(ValueError, match="keep_float"):
         ctrt.quantize_for_tensorrt(art, data, tmp_path / "d", keep_float=["no-such-node"])

@@ -153,3 +153,16 @@ def test_matches_full_image_reference_on_random_masks(seed: int) -> None:
 def test_rejects_shape_mismatch() -> None:
     with pytest.raises(ValueError):
         next_click(np.zeros((3, 3), bool), _gt((3, 4)))
+
+
+def test_click_rows_encode_labels_and_pad() -> None:
+    from edgeclick import contract
+    from edgeclick.clicks import click_rows
+
+    rows = click_rows([Click(3.5, 4, True), (7, 8.25, False)], batch=2)
+    assert rows.shape == (2, contract.NUM_CLICKS, 3) and rows.dtype == np.float32
+    assert rows[1, :2].tolist() == [[3.5, 4, contract.LABEL_POSITIVE], [7, 8.25, contract.LABEL_NEGATIVE]]
+    assert (rows[:, 2:] == contract.LABEL_PADDING).all() and (rows[0] == rows[1]).all()
+    assert (click_rows([]) == contract.LABEL_PADDING).all()
+    with pytest.raises(ValueError, match="exceed"):
+        click_rows([(0, 0, True)] * (contract.NUM_CLICKS + 1))

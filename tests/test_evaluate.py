@@ -16,15 +16,7 @@ from PIL import Image
 
 from edgeclick.clicks import Click
 from edgeclick.data.sample import Sample
-from edgeclick.evaluate import (
-    EvalRun,
-    SessionFactory,
-    evaluate,
-    evaluate_dataset,
-    evaluate_sample,
-    register_cli,
-    run_cli,
-)
+from edgeclick.evaluate import EvalRun, evaluate, evaluate_dataset, evaluate_sample
 from edgeclick.io import write_bytes_atomic as atomic_write
 from edgeclick.metrics import boundary_iou, iou
 from edgeclick.predictors import (
@@ -37,6 +29,8 @@ from edgeclick.predictors import (
     wrap_predictor,
 )
 from edgeclick.report import write_report
+from edgeclick.runtimes import evaluate_cli
+from edgeclick.runtimes.evaluate_cli import SessionFactory, register_cli, run_cli
 
 # ---------------------------------------------------------------------------------------------------
 # Stubs (module level so spawned workers can unpickle them)
@@ -466,7 +460,7 @@ def _rank_main(rank: int, world: int, port: int, queue: Any) -> None:
 
 def test_rank_sharding_and_merge_on_rank_zero(monkeypatch: pytest.MonkeyPatch) -> None:
     """torchrun logic without torch: rank r takes r::world, rank 0 merges in index order."""
-    import edgeclick.evaluate as ev
+    from edgeclick import distributed
 
     payloads: dict[int, Any] = {}
 
@@ -474,7 +468,7 @@ def test_rank_sharding_and_merge_on_rank_zero(monkeypatch: pytest.MonkeyPatch) -
         payloads[rank] = payload
         return [payloads[r] for r in range(world)] if rank == 0 else None
 
-    monkeypatch.setattr(ev, "_gather", fake_gather)
+    monkeypatch.setattr(distributed, "gather", fake_gather)
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
     assert evaluate_dataset(IterOnly(blob_samples(5)), DiskFactory(), progress=False, max_clicks=4) is None
@@ -551,7 +545,7 @@ def test_cli_end_to_end_with_fake_session_and_loader(
         loaded.append((str(root), fmt))
         return FakeDataset(blob_samples(4))
 
-    monkeypatch.setitem(sys.modules, "edgeclick.runtimes.session", types.SimpleNamespace(open_session=open_session))
+    monkeypatch.setattr(evaluate_cli, "open_session", open_session)
     monkeypatch.setitem(sys.modules, "edgeclick.data.datasets", types.SimpleNamespace(load_dataset=load_dataset))
     out = tmp_path / "rep"
     args = _parser().parse_args(

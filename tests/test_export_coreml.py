@@ -21,8 +21,8 @@ ct = pytest.importorskip("coremltools")
 from edgeclick.export import coreml as cm
 from edgeclick.export.coreml_checks import TARGETS, check_package, compute_precision
 from edgeclick.export.formats import ExportRequest, ExportResult, ExportValidationError
-from edgeclick.export.mil_reference import MILReference, load_program
 from edgeclick.runtimes.backend import ContractMismatch
+from edgeclick.runtimes.mil_reference import MILReference, load_program
 from edgeclick.runtimes.coreml import (
     CoreMLBackend,
     package_path,
@@ -32,7 +32,7 @@ from edgeclick.runtimes.coreml import (
 
 from edgeclick import contract
 from edgeclick.model import create_model
-from edgeclick.model.ritm import ClickModel
+from edgeclick.model.base import ClickModel
 from edgeclick.model.split import Encoder, model_graph_specs
 
 from .helpers import randomize_

@@ -14,9 +14,9 @@ from edgeclick import contract
 from edgeclick.export import run
 from edgeclick.export import validation as validation_mod
 from edgeclick.export.formats import ExportValidationError
-from edgeclick.export.manifest import MANIFEST_NAME, ManifestError, hash_path, read_manifest
 from edgeclick.export.onnx import CONTROL_FLOW_OPS, click_only_nodes
 from edgeclick.export.validation import reference_feeds
+from edgeclick.manifest import MANIFEST_NAME, ManifestError, hash_path, read_manifest
 from edgeclick.model import create_model
 from edgeclick.model.checkpoint import load_checkpoint, save_checkpoint
 from edgeclick.runtimes.artifact import open_backend
@@ -318,3 +318,27 @@ def test_relative_out_root(checkpoints: dict[str, Path], tmp_path: Path, monkeyp
     assert artifact.resolve().parent == (tmp_path / "rel" / "artifacts").resolve()
     manifest = read_manifest(artifact)
     assert set(manifest.files) >= {contract.ENCODER, contract.DECODER}
+
+
+def test_artifact_of_a_model_with_another_click_radius_says_so(tmp_path: Path) -> None:
+    """The radius is the model's (ModelConfig.click_radius, e.g. from a RITM file), not the contract's: an
+    artifact of a radius-3 model carries 3 in its manifest and graph metadata, the contract hash it carries
+    is the one fixed contract, and its decoder draws radius-3 disks."""
+    assert "radius" not in json.dumps(contract.describe())
+    models = {r: randomize_(create_model("tiny", fusion="late", click_radius=r), seed=3) for r in (3, 5)}
+    art = run.export(save_checkpoint(models[3], tmp_path / "r3.pt"), "onnx", size=SIZE, out_root=tmp_path / "out")[0]
+    manifest = read_manifest(art)
+    assert manifest.model["click_radius"] == 3 and manifest.model_config().click_radius == 3
+    assert manifest.contract_hash == contract.contract_hash()
+    meta = {p.key: p.value for p in onnx.load(str(manifest.path(contract.DECODER))).metadata_props}
+    assert json.loads(meta[contract.META_MODEL_CONFIG])["click_radius"] == 3
+    rgb = np.random.default_rng(0).integers(0, 255, (*SIZE, 3), dtype=np.uint8)
+    probs = {}
+    for key, backend in (("onnx", OrtBackend(art)), (3, TorchBackend(models[3], input_size=SIZE)),
+                         (5, TorchBackend(models[5], input_size=SIZE))):
+        session = Session(backend)
+        session.set_image(rgb)
+        session.click(40, 30, True)
+        probs[key] = session.click(20, 10, False)
+    assert np.abs(probs["onnx"] - probs[3]).max() < 1e-4  # the graph's disks are the radius-3 model's
+    assert np.abs(probs["onnx"] - probs[5]).max() > 1e-3  # and visibly not the default radius's

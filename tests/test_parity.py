@@ -17,13 +17,12 @@ from edgeclick.metrics import MAX_CLICKS
 from edgeclick.model import create_model
 from edgeclick.runtimes.backend import Backend
 from edgeclick.runtimes.parity import (
-    GATED,
     ClickParity,
     SampleParity,
     evaluate_gates,
     run_parity,
-    write_parity_report,
 )
+from edgeclick.runtimes.parity_report import write_parity_report
 from edgeclick.runtimes.torch_ref import TorchBackend
 
 from .helpers import randomize_
@@ -128,7 +127,7 @@ def test_self_parity_is_perfect(model: object, samples: list[Sample]) -> None:
     assert all(s.noc_difference(t) == 0 for s in report.samples for t in (0.85, 0.90))
     assert report.samples[0].reference_ious == report.samples[0].candidate_ious
     assert report.passed and report.failures == []
-    assert [g.name for g in report.gates] == list(GATED["fp32"])
+    assert [g.name for g in report.gates] == list(contract.GATED["fp32"])
 
 
 def test_flipped_click_fails_fp32_and_names_sample_and_click(model: object) -> None:

@@ -89,7 +89,7 @@ def _tiny_pillow_limit(mp: pytest.MonkeyPatch) -> None:
 
 
 def _tiny_native_limit(mp: pytest.MonkeyPatch) -> None:
-    mp.setattr("edgeclick.cli.MAX_NATIVE_PIXELS", 1000)
+    mp.setattr("edgeclick.runtimes.segment_cli.MAX_NATIVE_PIXELS", 1000)
 
 
 SEG = ("segment", "W/tiny.pt", "W/img.png")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from edgeclick.killtest import main as killtest_main
+from edgeclick.calibration.killtest import main as killtest_main
 from edgeclick.model.checkpoint import load_checkpoint
 
 SMOKE = Path(__file__).resolve().parents[1] / "train" / "configs" / "tiny_smoke.yaml"

@@ -8,8 +8,8 @@ import torch
 
 from edgeclick import contract
 from edgeclick.cli import main as cli_main
-from edgeclick.model.ritm import AUX_LOGITS
 from edgeclick.model import create_model
+from edgeclick.model.base import AUX_LOGITS
 from edgeclick.model.checkpoint import CheckpointError, load_checkpoint
 from edgeclick.model.ritm_compat import RITMImportError, import_ritm, load_ritm_checkpoint, ritm_points_to_clicks
 

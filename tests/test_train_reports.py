@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from edgeclick.data.datasets import load_dataset
+from edgeclick.data.holdout import write_holdout
 from edgeclick.data.synthetic import SyntheticDataset
 from edgeclick.model import create_model
 from edgeclick.model.checkpoint import save_checkpoint
 from edgeclick.train.ablation import main as ablation_main
-from edgeclick.train.holdout import write_holdout
 from edgeclick.train.model_card import main as card_main
 
 

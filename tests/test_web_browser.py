@@ -201,7 +201,7 @@ def test_bad_images_get_messages(echo_artifact: Path, page_of: Any, tmp_path: Pa
 
 
 def _parity_bundle(artifact: Path, checkpoint: Path, samples: list[Any], out: Path, clicks: int) -> Path:
-    from edgeclick.export.manifest import read_manifest
+    from edgeclick.manifest import read_manifest
     from edgeclick.runtimes.torch_ref import TorchBackend
     from edgeclick.runtimes.web_reference import write_web_reference
 

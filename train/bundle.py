@@ -5,7 +5,7 @@
         --input-size 128x192 --demo-data synthetic-holdout --float16
 
 meta["input_size"]: the letterbox size the model was trained for (its pixel scale), the demo's default --size.
-meta["demo_data"]: "synthetic-holdout" for a model trained on synthetic objects only (`edgeclick.demo`).
+meta["demo_data"]: "synthetic-holdout" for a model trained on synthetic objects only (`edgeclick.export.demo`).
 --float16 stores the weights in half precision (half the file; `load_checkpoint` loads them into float32).
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ def bundle(src: str | Path, dst: str | Path, *, input_size: tuple[int, int] | No
 
 
 def main(argv: list[str] | None = None) -> int:
-    from edgeclick.cli import parse_size
+    from edgeclick.args import parse_size
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("src", type=Path)

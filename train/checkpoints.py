@@ -28,13 +28,14 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from edgeclick import contract
+from edgeclick.clicks import click_rows
 from edgeclick.io import atomic_write, sha256_file
 from edgeclick.model import build_model, merge_lora
 from edgeclick.model.adapters import ADAPTER_PATTERNS, FIRST_CONV, freeze_base
+from edgeclick.model.base import ClickModel
 from edgeclick.model.checkpoint import CheckpointError, load_checkpoint, load_payload, save_checkpoint
 from edgeclick.model.config import ModelConfig
 from edgeclick.model.lora import ConvLoRA
-from edgeclick.model.ritm import ClickModel
 
 ADAPTER_FORMAT = "edgeclick-adapter"
 ADAPTER_FORMAT_VERSION = 1
@@ -222,10 +223,7 @@ def max_logit_difference(a: ClickModel, b: ClickModel, size: tuple[int, int] = (
     gen = torch.Generator().manual_seed(seed)
     image = torch.rand(1, 3, h, w, generator=gen)
     prev = torch.rand(1, 1, h, w, generator=gen)
-    clicks = torch.full((1, contract.NUM_CLICKS, 3), float(contract.LABEL_PADDING))
-    clicks[0, :3] = torch.tensor([[w * 0.5, h * 0.5, contract.LABEL_POSITIVE],
-                                  [w * 0.2, h * 0.3, contract.LABEL_NEGATIVE],
-                                  [w * 0.7, h * 0.6, contract.LABEL_POSITIVE]], dtype=torch.float32)
+    clicks = torch.from_numpy(click_rows([(w * 0.5, h * 0.5, True), (w * 0.2, h * 0.3, False), (w * 0.7, h * 0.6, True)]))
     la = a.eval()(image, clicks, prev)[contract.LOGITS]
     lb = b.eval()(image, clicks, prev)[contract.LOGITS]
     return float((la - lb).abs().max())

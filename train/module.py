@@ -33,9 +33,9 @@ from edgeclick import contract
 from edgeclick.io import sha256_file, write_text_atomic
 from edgeclick.metrics import nof, summarize
 from edgeclick.model import build_model
+from edgeclick.model.base import AUX_LOGITS, ClickModel
 from edgeclick.model.blocks import ScaleLayer
 from edgeclick.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from edgeclick.model.ritm import AUX_LOGITS, ClickModel
 from edgeclick.train.checkpoints import adapter_parameter_names, attach_base, save_adapter
 from edgeclick.train.config import ConfigError, TrainConfig
 from edgeclick.train.data import GT_KEY, POINTS_KEY, RGB_KEY, SDM_KEY, build_datasets

@@ -10,12 +10,11 @@ destination is left alone (delete it to pack again).
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from edgeclick.data.imread import is_image_file
+from edgeclick.io import publishing
 from edgeclick.train.data import split_by_photo
 
 
@@ -31,9 +30,7 @@ def pack(src: Path, dst: Path, max_mib: float, val_fraction: float = 0.1) -> tup
     train, _ = split_by_photo(names, val_fraction)
     budget = int(max_mib * 2**20)
 
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{dst.name}.staging-", dir=dst.parent))
-    try:
+    with publishing(dst) as stage:
         (stage / "img").mkdir()
         (stage / "gt").mkdir()
         count = used = 0
@@ -45,9 +42,6 @@ def pack(src: Path, dst: Path, max_mib: float, val_fraction: float = 0.1) -> tup
             shutil.copyfile(pair[0], stage / "img" / pair[0].name)
             shutil.copyfile(pair[1], stage / "gt" / pair[1].name)
             count, used = count + 1, used + size
-        os.replace(stage, dst)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
     return count, used
 
 

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from edgeclick import contract
-from edgeclick.clicks import Clicker
+from edgeclick.clicks import Clicker, click_rows
 from edgeclick.data.sample import IGNORE
 from edgeclick.metrics import band_iou, boundary_band, boundary_width, iou
-from edgeclick.model.ritm import ClickModel
+from edgeclick.model.base import ClickModel
 
 
 @torch.no_grad()
@@ -51,16 +51,14 @@ def click_scores(
     gt_bands = [boundary_band(g == 1, d) for g in gts]
     clickers = [Clicker(g) for g in gts]
     preds = np.zeros((batch, height, width), dtype=bool)
-    rows = torch.full((batch, contract.NUM_CLICKS, 3), float(contract.LABEL_PADDING))
     prev = torch.zeros(batch, 1, height, width, device=rgb.device, dtype=rgb.dtype)
     ious = np.zeros((batch, max_clicks))
     bious = np.zeros((batch, max_clicks))
     features = model.encode(rgb)
     for k in range(max_clicks):
         for i, clicker in enumerate(clickers):
-            click = clicker.make_next_click(preds[i])
-            label = contract.LABEL_POSITIVE if click.positive else contract.LABEL_NEGATIVE
-            rows[i, k] = torch.tensor([click.x, click.y, label], dtype=torch.float32)
+            clicker.make_next_click(preds[i])
+        rows = torch.from_numpy(np.concatenate([click_rows(clicker.clicks) for clicker in clickers]))
         logits = model.decode(features, rows.to(rgb.device, rgb.dtype), prev)[contract.LOGITS]
         prev = torch.sigmoid(logits.float()).to(rgb.dtype)
         preds = (prev[:, 0] > pred_thr).cpu().numpy()

@@ -11,7 +11,8 @@ from .adapters import ConvAdapterModel
 from .config import ConvAdapterConfig, LoRAConfig, ModelConfig
 from .late import LateFusionModel
 from .lora import apply_lora, merge_lora
-from .ritm import ClickModel, EarlyFusionModel
+from .base import ClickModel
+from .ritm import EarlyFusionModel
 
 # name → (HRNet width, OCR width, small schedule). Names follow RITM's checkpoints (hrnet18s_cocolvis...).
 ARCHS: dict[str, tuple[int, int, bool]] = {

@@ -24,7 +24,8 @@ from torch import nn
 from edgeclick import contract
 
 from .config import ConvAdapterConfig
-from .ritm import AUX_LOGITS, ClickModel, EarlyFusionModel, scale_clicks, upsample
+from .base import AUX_LOGITS, ClickModel, scale_clicks, upsample
+from .ritm import EarlyFusionModel
 
 _BINOMIAL_4 = torch.tensor([1.0, 3.0, 3.0, 1.0]) / 8.0  # separable anti-aliasing kernel for k=4, s=2, p=1
 

@@ -15,7 +15,7 @@ from edgeclick.io import atomic_write
 
 from . import build_model
 from .config import ModelConfig
-from .ritm import ClickModel
+from .base import ClickModel
 
 FORMAT = "edgeclick"
 FORMAT_VERSION = 1

@@ -15,10 +15,10 @@ from torch import nn
 
 from edgeclick import contract
 
+from .base import ClickModel
 from .blocks import ScaleLayer
 from .config import ModelConfig
 from .hrnet import HighResolutionNet
-from .ritm import ClickModel
 
 OUTPUT_STRIDE = 4
 

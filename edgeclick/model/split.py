@@ -12,7 +12,7 @@ from torch import nn
 from edgeclick import contract
 
 from .adapters import ConvAdapterModel
-from .ritm import ClickModel
+from .base import ClickModel
 
 
 def model_graph_specs(model: ClickModel) -> dict[str, contract.GraphSpec]:

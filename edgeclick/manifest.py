@@ -5,6 +5,11 @@
      "files": {role: {"path" (relative), "sha256", "bytes"}}, "tools", "metadata", "validation",
      "options", "export_seconds", "created"}
 
+"model" is the exported model's config, including `click_radius`, the disk radius its decoder draws (the
+model's own, e.g. read from a RITM file); "contract" names the I/O contract, which covers only what every
+model shares (names, shapes, click rows and labels, preprocessing, tolerances and gates).
+
+It lives in the core because both sides read it: export and calibration write it, runtimes open it.
 `read_manifest` is what every runtime opens first: it refuses a missing or corrupt manifest, a listed
 file that is missing or whose sha256 differs, and an artifact built for another I/O contract.
 Directory-shaped files (a CoreML .mlpackage) are hashed over their sorted relative paths and contents.
@@ -149,10 +154,8 @@ def read_manifest(artifact_dir: str | Path, *, verify_files: bool = True) -> Man
     """Parse and check `artifact_dir/manifest.json`.
 
     Raises ManifestError for a missing/corrupt manifest or a listed file that is missing or whose sha256
-    differs (verify_files), and runtimes.backend.ContractMismatch for another contract's artifact.
+    differs (verify_files), and contract.ContractMismatch for another contract's artifact.
     """
-    from edgeclick.runtimes.backend import check_contract
-
     root = Path(artifact_dir)
     path = root / MANIFEST_NAME
     if not path.is_file():
@@ -170,7 +173,7 @@ def read_manifest(artifact_dir: str | Path, *, verify_files: bool = True) -> Man
         )
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as exc:
         raise ManifestError(f"{path}: corrupt manifest ({type(exc).__name__}: {exc}); re-export the artifact") from exc
-    check_contract(manifest.contract_hash, f"artifact {root}")
+    contract.check_contract(manifest.contract_hash, f"artifact {root}")
     if verify_files:
         for role, entry in manifest.files.items():
             file = root / entry.path

@@ -1,7 +1,7 @@
 """Kill -9 anywhere: SIGKILL `export`, `calibrate` and `train` at random moments and check what they leave.
 
-    python -m edgeclick.killtest                       # 3 kills per command, tiny configs; reports/reliability/kill.json
-    python -m edgeclick.killtest --commands train --repeats 5 --seed 1
+    python -m edgeclick.calibration.killtest                       # 3 kills per command, tiny configs; reports/reliability/kill.json
+    python -m edgeclick.calibration.killtest --commands train --repeats 5 --seed 1
 
 For each command an uninterrupted run first gives the reference (its duration bounds the random kill
 moment, its outputs are what a finished run looks like). Each trial then starts the command in a fresh
@@ -92,7 +92,7 @@ def _hidden(root: Path) -> list[str]:
 
 def check_artifacts(folder: Path) -> list[str]:
     """Problems with any visible artifact folder under `folder` (each must be a complete, verified export)."""
-    from edgeclick.export.manifest import read_manifest
+    from edgeclick.manifest import read_manifest
 
     problems = []
     if not folder.is_dir():
@@ -267,7 +267,7 @@ def killtest(commands: list[str], repeats: int, seed: int, work: Path, progress:
 def main(argv: list[str] | None = None) -> int:
     from edgeclick.io import write_json_atomic
 
-    p = argparse.ArgumentParser(prog="python -m edgeclick.killtest", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m edgeclick.calibration.killtest", description=__doc__.split("\n")[0])
     p.add_argument("--commands", default=",".join(COMMANDS), help="comma-separated: export,calibrate,train")
     p.add_argument("--repeats", type=int, default=3, help="kills per command")
     p.add_argument("--seed", type=int, default=0, help="seed of the random kill moments")

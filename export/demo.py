@@ -8,7 +8,8 @@
 4. latency / CPU / memory of the runnable artifacts against the eager PyTorch anchor (`edgeclick bench`);
 5. masks.png: RITM click sessions through the first runnable artifact, the mask after 1, 3 and 5 clicks;
 6. one summary table.
-Reports land under reports/demo/.
+Reports land under reports/demo/. It lives in export/ because it starts from an export and checks it with the
+runtimes (export may use runtimes; runtimes never import export).
 
 A checkpoint may say in its meta how it should be shown: `input_size` [H, W] (the letterbox size it was
 trained for; --size overrides) and `demo_data: "synthetic-holdout"` for a model trained on synthetic
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -57,20 +57,13 @@ def _checkpoint(args: argparse.Namespace, work: Path) -> tuple[Path, str]:
     return path, "untrained hrnet18s (no reference model bundled yet)"
 
 
-def _demo_meta(checkpoint: Path) -> dict[str, Any]:
-    """The checkpoint's meta (empty for files without one)."""
-    from edgeclick.model.checkpoint import read_checkpoint
-
-    return dict(read_checkpoint(checkpoint).get("meta") or {})
-
-
 def _demo_data(args: argparse.Namespace, meta: dict[str, Any], out: Path) -> tuple[Path, str | None]:
     """(dataset folder, note): --data when given; held-out synthetic images for synthetic-only models."""
     if args.data is not None:
         return args.data, None
     if meta.get("demo_data") != SYNTHETIC_HOLDOUT:
         return DEFAULT_DATA, None
-    from edgeclick.train.holdout import write_holdout
+    from edgeclick.data.holdout import write_holdout
 
     folder = write_holdout(out / "holdout_synthetic", n=args.samples, size=1024)
     return folder, (f"this model was trained on synthetic objects only: the demo runs on {args.samples} held-out "
@@ -80,9 +73,9 @@ def _demo_data(args: argparse.Namespace, meta: dict[str, Any], out: Path) -> tup
 def plot_click_sessions(backend: Any, samples: list[Any], clicks: tuple[int, ...] = MASK_CLICKS) -> bytes:
     """PNG: per sample (rows), the mask after each number of RITM clicks in `clicks` (columns)."""
     from edgeclick.clicks import Clicker
-    from edgeclick.evaluate import make_preview
     from edgeclick.metrics import iou
     from edgeclick.report import plot_worst
+    from edgeclick.results import make_preview
     from edgeclick.runtimes.session import Session
 
     session = Session(backend)
@@ -101,15 +94,13 @@ def plot_click_sessions(backend: Any, samples: list[Any], clicks: tuple[int, ...
 
 def _export(checkpoint: Path, size: tuple[int, int], out: Path) -> tuple[list[Path], list[str]]:
     """Export to ONNX and CoreML; return the artifacts written and one line per format that failed."""
-    from edgeclick.export.run import export
+    from .run import export
 
     artifacts, problems = [], []
     # ONNX in fp32 (the parity anchor), CoreML in fp16 (what the Neural Engine runs).
     for target, precision in (("onnx", "fp32"), ("coreml", "fp16")):
-        start = time.perf_counter()
-        try:
+        try:  # the export logs its own "exporting" and "wrote … in N s" lines
             artifacts += export(checkpoint, target, size=size, precision=precision, out_root=out)
-            print(f"exported {target} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
         except Exception as exc:  # the demo goes on and reports what failed
             problems.append(f"{target}: {exc}")
     return artifacts, problems
@@ -117,25 +108,29 @@ def _export(checkpoint: Path, size: tuple[int, int], out: Path) -> tuple[list[Pa
 
 def _runnable(artifact: Path) -> bool:
     """Whether this machine can run the artifact (CoreML predicts on macOS only)."""
-    from edgeclick.export.manifest import read_manifest
+    from edgeclick.manifest import read_manifest
 
     return read_manifest(artifact).format != "coreml" or sys.platform == "darwin"
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeclick.runtimes.bench import BenchConfig, run_bench, write_bench_report
-    from edgeclick.runtimes.cli import bench_targets, load_samples, open_artifact, resolve_source
-    from edgeclick.runtimes.parity import run_parity, write_parity_report
+    from tqdm import tqdm
+
+    from edgeclick.model.checkpoint import read_checkpoint
+    from edgeclick.runtimes.artifact import resolve_source
+    from edgeclick.runtimes.bench import BenchConfig, run_bench
+    from edgeclick.runtimes.bench_report import write_bench_report
+    from edgeclick.runtimes.cli import bench_targets, load_samples, open_artifact
+    from edgeclick.runtimes.parity import run_parity
+    from edgeclick.runtimes.parity_report import write_parity_report
     from edgeclick.runtimes.torch_ref import TorchBackend
 
-    if args.checkpoint is not None:
-        from edgeclick.model.checkpoint import read_checkpoint
-
-        read_checkpoint(args.checkpoint)  # a bad file is the user's error (exit 2), before anything is written
+    # Read once, first: a bad file is the user's error (exit 2), before anything is written.
+    given = read_checkpoint(args.checkpoint) if args.checkpoint is not None else None
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     checkpoint, origin = _checkpoint(args, out)
-    meta = _demo_meta(checkpoint)
+    meta = dict(((given if given is not None else read_checkpoint(checkpoint)).get("meta")) or {})
     args.size = args.size or tuple(meta.get("input_size") or contract.DEFAULT_SIZE)
     args.data, data_note = _demo_data(args, meta, out)
     if data_note:
@@ -153,7 +148,9 @@ def run(args: argparse.Namespace) -> int:
         row: dict[str, Any] = {"artifact": artifact.name}
         if samples:
             reference = TorchBackend.from_checkpoint(source.checkpoint, source.manifest.size)
-            report = run_parity(reference, open_artifact(artifact), samples, args.clicks, source.manifest.precision)
+            with tqdm(total=len(samples), desc=f"parity {artifact.name}", unit="sample", file=sys.stderr) as bar:
+                report = run_parity(reference, open_artifact(artifact), samples, args.clicks, source.manifest.precision,
+                                    on_sample=lambda _: bar.update(1))
             write_parity_report(report, out / "parity" / artifact.name)
             summary = report.summary()
             row.update(parity="pass" if report.passed else "FAIL", max_dlogit=summary.get("max_abs_logit"),
@@ -208,7 +205,7 @@ def summary_table(checkpoint: Path, origin: str, args: argparse.Namespace, rows:
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    from edgeclick.cli import parse_size
+    from edgeclick.args import parse_size
 
     p = subparsers.add_parser("demo", help="export → parity on real images → bench, with one summary table")
     p.add_argument("--checkpoint", type=Path, default=None, help="edgeclick checkpoint or registered weights name, e.g. ritm-hrnet18s (default: bundled reference model)")
