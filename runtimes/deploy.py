@@ -173,6 +173,13 @@ def run_deploy_table(args: argparse.Namespace) -> int:
         for name in peers:  # a missing package is one line before any export
             require_peer(name)
     contract.check_size(*args.size)
+    if args.readme is not None:  # before the measurement, not after it
+        from .deploy_render import README_END, README_START
+
+        text = Path(args.readme).read_text() if Path(args.readme).is_file() else ""
+        if README_START not in text or README_END not in text:
+            raise ValueError(f"--readme {args.readme}: no {README_START} … {README_END} block; add the two lines "
+                             "where the table goes")
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     entries = build_artifacts(args.model, args.size, args.work, configs=configs, precisions=precisions, seed=args.seed,
                               calib_samples=args.calib_samples, calib_clicks=args.calib_clicks, log=log)
@@ -184,11 +191,26 @@ def run_deploy_table(args: argparse.Namespace) -> int:
         targets += peer_bench_targets(peers, args.size, args.peer_dir, log=log)
     config = BenchConfig(warmup=args.warmup, runs=args.runs, sustain_seconds=0.0, threads=args.threads)
     report = run_bench(targets, config, progress=log)
-    files = write_deploy_report(report, entries, args.out, model=args.model, command=" ".join(["edgeclick", *sys.argv[2:]])
-                                if sys.argv[1:2] == ["deploy-table"] else "edgeclick deploy-table")
+    files = write_deploy_report(report, entries, args.out, model=args.model, command=_command(args), readme=args.readme)
     print(files["table"].read_text())
     print(f"report: {files['report']}")
     return 0
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command line that reproduces this table (defaults left out)."""
+    parts = ["edgeclick deploy-table"]
+    if args.model != "hrnet18s":
+        parts.append(f"--model {args.model}")
+    if tuple(args.size) != tuple(contract.DEFAULT_SIZE):
+        parts.append(f"--size {args.size[0]}x{args.size[1]}")
+    if args.configs:
+        parts.append(f"--configs {args.configs}")
+    if args.precisions != ",".join(PRECISIONS):
+        parts.append(f"--precisions {args.precisions}")
+    parts.append(f"--threads {','.join(map(str, args.threads))} --runs {args.runs}")
+    parts += [f"--peer {p}" for p in args.peer or []]
+    return " ".join(parts)
 
 
 def _parse_config(text: str) -> tuple[str, bool]:
@@ -223,4 +245,6 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", type=Path, default=Path("artifacts") / "deploy", help="artifacts (reused by later runs)")
     p.add_argument("--out", type=Path, default=Path("reports") / "deploy", help="report folder")
+    p.add_argument("--readme", type=Path, default=None,
+                   help="also put the table into this file between <!-- deploy-table:start --> and <!-- deploy-table:end -->")
     p.set_defaults(func=run_deploy_table)

@@ -9,6 +9,7 @@ thread sweep per graph, so the gain of each extra thread is visible.
 from __future__ import annotations
 
 import math
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -93,8 +94,10 @@ def plot_sessions(rows: Sequence[dict[str, Any]]) -> bytes:
     return png_bytes(fig)
 
 
-def write_deploy_report(report: Any, entries: Sequence[Any], out_dir: str | Path, *, model: str, command: str) -> dict[str, Path]:
-    """deploy.md (+ table.md, the table alone, for the README), deploy.json and sessions.png in `out_dir`."""
+def write_deploy_report(report: Any, entries: Sequence[Any], out_dir: str | Path, *, model: str, command: str,
+                        readme: str | Path | None = None) -> dict[str, Path]:
+    """deploy.md (+ table.md, the table alone), deploy.json and sessions.png in `out_dir`; with `readme`, the
+    table also replaces the README's deploy-table block (update_readme)."""
     out = Path(out_dir)
     rows = deploy_rows(report, entries)
     m, c = report.machine, report.config
@@ -111,10 +114,35 @@ def write_deploy_report(report: Any, entries: Sequence[Any], out_dir: str | Path
         "Each graph at its fastest thread count of the sweep (in parentheses); session = encoder + "
         f"{SESSION_CLICKS} × decoder. int8enc: int8 encoder + fp32 decoder; int8dec: fp32 encoder + int8 decoder.", "",
         table, "", "## Thread sweep (p50 ms)", "", sweep_markdown(rows), "", "![sessions](sessions.png)", ""])
-    return {
+    files = {
         "report": write_text_atomic(out / "deploy.md", text),
         "table": write_text_atomic(out / "table.md", table + "\n"),
         "json": write_json_atomic(out / "deploy.json", {"command": command, "model": model, "rows": rows,
                                                         "bench": report.to_json()}),
         "chart": write_bytes_atomic(out / "sessions.png", plot_sessions(rows)),
     }
+    if readme is not None:
+        day = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        provenance = (f"Measured by `{command}` on {day}: {m['cpu']}, {m['cores']} cores, onnxruntime "
+                      f"{m['versions'].get('onnxruntime')}, {c.runs} timed runs per graph (p50), 1-minute load average "
+                      f"{loads[0] if loads else '?'}–{loads[-1] if loads else '?'} while the workers ran.")
+        files["readme"] = update_readme(readme, table, provenance)
+    return files
+
+
+README_START, README_END = "<!-- deploy-table:start -->", "<!-- deploy-table:end -->"
+
+
+def update_readme(readme: str | Path, table: str, provenance: str) -> Path:
+    """Replace the text between README_START and README_END in `readme` with `provenance` and `table`.
+
+    Raises:
+        ValueError: the markers are missing (the message says which lines to add).
+    """
+    path = Path(readme)
+    text = path.read_text()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"--readme {path}: no {README_START} … {README_END} block; add the two lines where the table goes")
+    block = f"{README_START}\n{provenance}\n\n{table}\n"
+    return write_text_atomic(path, text[:start] + block + text[end:])
