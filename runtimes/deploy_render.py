@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
+from edgeclick import contract
 from edgeclick.io import write_bytes_atomic, write_json_atomic, write_text_atomic
 
 from .side_by_side import SESSION_CLICKS, session_ms
@@ -64,7 +65,7 @@ def sweep_markdown(rows: Sequence[dict[str, Any]]) -> str:
     head = " | ".join(f"{n} thr" for n in counts)
     lines = [f"| target | graph | {head} | {counts[-1]} thr / {counts[0]} thr |", "|---|---|" + "---:|" * (len(counts) + 1)]
     for r in rows:
-        for graph, key in (("encoder", "encoder_ms"), ("decoder", "decoder_ms")):
+        for graph, key in ((contract.ENCODER, "encoder_ms"), (contract.DECODER, "decoder_ms")):
             values = [r["sweep"].get(str(n), {}).get(key) for n in counts]
             cells = " | ".join("-" if v is None else f"{v:.1f}" for v in values)
             ratio = (values[-1] / values[0]) if values[0] and values[-1] else math.nan

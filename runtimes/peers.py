@@ -90,15 +90,14 @@ def peer_spec(name: str) -> PeerSpec:
 
 
 def require_peer(name: str) -> PeerSpec:
-    """The peer's spec, after checking that its package (and timm where it needs it) is importable.
+    """The peer's spec, after checking that its package is installed (torchvision / timm are stood in for
+    where absent: runtimes/peers_export.peer_imports).
 
     Raises:
         PeersNotInstalled: one line naming what is missing and `pip install -e .[peers]`.
     """
     spec = peer_spec(name)
     missing = [m for m in ("torch", spec.module) if importlib.util.find_spec(m) is None]
-    if not missing and spec.module == "mobile_sam" and importlib.util.find_spec("timm") is None:
-        missing.append("timm")
     if missing:
         raise PeersNotInstalled(f"peer {name!r} needs {', '.join(missing)} (package {spec.package}); "
                                 f"install the peers extra: {PEERS_EXTRA}")
@@ -156,7 +155,7 @@ class PeerBackend:
         self.mask_input = np.zeros((1, 1, *self.meta["mask_input_size"]), dtype=np.float32)
         self.contract_hash = contract.contract_hash()
         self.graphs: dict[str, contract.GraphSpec] = {}  # a peer speaks its own I/O, not the contract's
-        self.sessions = {}
+        self.sessions: dict[str, Any] = {}
         for graph, filename in ((contract.ENCODER, ENCODER_FILE), (contract.DECODER, DECODER_FILE)):
             opts = session_options(threads)
             opts.enable_cpu_mem_arena = graph != contract.ENCODER  # as OrtBackend: same memory rules

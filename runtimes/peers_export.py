@@ -14,13 +14,20 @@ renamed, so a folder that exists is complete; an existing one is reused when its
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import shutil
 import sys
+import types
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+try:  # torch is there whenever a peer is built; this module must still import without it
+    from torch import nn
+except ImportError:  # pragma: no cover
+    nn = None  # type: ignore[assignment]
 
 from .peers import (
     DECODER_FILE,
@@ -36,36 +43,92 @@ OPSET = 17  # segment-anything's export script default
 EXPORT_VERSION = 1  # bump when the export changes, so cached peer artifacts are rebuilt
 
 
-def import_torchvision_tolerantly() -> None:
-    """Import torchvision even when its compiled ops do not match this torch (e.g. PyPI's CUDA torchvision
-    next to a CPU torch: `operator torchvision::nms does not exist`).
+def _stand_in(name: str, **attrs: Any) -> types.ModuleType:
+    module = types.ModuleType(name, "edgeclick stand-in for an import-time helper the peers never call here")
+    module.__path__ = []  # a package, so submodules resolve
+    for key, value in attrs.items():
+        setattr(module, key, value)
+    return module
 
-    The peers import torchvision only for image-resize helpers and NMS of their automatic mask generator,
-    neither of which the model build or export calls; torchvision's meta registrations for its missing
-    compiled ops are skipped instead of aborting the import.
-    """
+
+def _not_here(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("edgeclick's peer export stands in for this torchvision helper (image resizing / NMS of "
+                       "SAM's predictor and mask generator), which the model build and ONNX export never call")
+
+
+class _DropPath(nn.Module if nn is not None else object):  # type: ignore[misc]
+    """timm's DropPath at inference: the identity (MobileSAM builds it with drop rate 0)."""
+
+    def __init__(self, drop_prob: float | None = None) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: Any) -> Any:
+        if self.training and self.drop_prob:
+            raise RuntimeError("the DropPath stand-in is for inference and export only")
+        return x
+
+
+def _to_2tuple(x: Any) -> tuple[Any, Any]:
+    return tuple(x) if isinstance(x, (tuple, list)) else (x, x)  # type: ignore[return-value]
+
+
+def _stand_ins(needs_timm: bool) -> dict[str, types.ModuleType]:
+    """Modules to stand in for, by name: torchvision's when it does not import, timm's (MobileSAM) likewise."""
     import torch
 
+    out: dict[str, types.ModuleType] = {}
     try:
         import torchvision  # noqa: F401
-        return
-    except (RuntimeError, OSError) as exc:
-        if "torchvision" not in str(exc) and "libc10" not in str(exc):
-            raise
-    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-        del sys.modules[name]
-    original = torch.library.register_fake
+    except (ImportError, RuntimeError, OSError):  # absent, or a CUDA build next to a CPU torch
+        out.update({
+            "torchvision": _stand_in("torchvision"),
+            "torchvision.transforms": _stand_in("torchvision.transforms"),
+            "torchvision.transforms.functional": _stand_in("torchvision.transforms.functional", resize=_not_here,
+                                                           to_pil_image=_not_here),
+            "torchvision.ops": _stand_in("torchvision.ops"),
+            "torchvision.ops.boxes": _stand_in("torchvision.ops.boxes", batched_nms=_not_here, box_area=_not_here),
+        })
+    if needs_timm:
+        try:
+            import timm.models.layers  # noqa: F401
+            import timm.models.registry  # noqa: F401
+        except (ImportError, RuntimeError, OSError):
+            out.update({
+                "timm": _stand_in("timm"),
+                "timm.models": _stand_in("timm.models"),
+                "timm.models.layers": _stand_in("timm.models.layers", DropPath=_DropPath, to_2tuple=_to_2tuple,
+                                                trunc_normal_=torch.nn.init.trunc_normal_),
+                "timm.models.registry": _stand_in("timm.models.registry", register_model=lambda fn: fn),
+            })
+    return out
 
-    def tolerant(op: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(op, str) and op.startswith("torchvision::") and not args and kwargs.get("func") is None:
-            return lambda fn: fn  # the decorator form, for an op whose kernel library did not load
-        return original(op, *args, **kwargs)
 
-    torch.library.register_fake = tolerant  # type: ignore[assignment]
+@contextlib.contextmanager
+def peer_imports(spec: PeerSpec) -> Iterator[list[str]]:
+    """Make the peer's package importable without torchvision / timm, yielding the stood-in module names.
+
+    The peers import torchvision at package import for helpers they do not call to build or export a model
+    (ResizeLongestSide's PIL resize, the mask generator's NMS), and MobileSAM imports timm for DropPath
+    (identity at inference), to_2tuple, trunc_normal_ and register_model. PyPI's torchvision is a CUDA build
+    that does not import next to this project's CPU torch, and once installed it breaks lightning's import, so
+    the `peers` extra installs neither: where they do not import, small stand-ins are put in sys.modules for
+    the duration of the build and export, then removed (the peer's modules keep what they bound).
+    """
+    stand_ins = _stand_ins(needs_timm=spec.module == "mobile_sam")
+    saved = {name: sys.modules.get(name) for name in stand_ins}
+    for name in list(sys.modules):  # a half-imported torchvision must not shadow the stand-ins
+        if name.split(".")[0] in {n.split(".")[0] for n in stand_ins} and name not in stand_ins:
+            saved.setdefault(name, sys.modules.pop(name))
+    sys.modules.update(stand_ins)
     try:
-        import torchvision  # noqa: F401,F811
+        yield sorted(stand_ins)
     finally:
-        torch.library.register_fake = original  # type: ignore[assignment]
+        for name in stand_ins:
+            sys.modules.pop(name, None)
+        for name, module in saved.items():
+            if module is not None:
+                sys.modules[name] = module
 
 
 def _resolve(ref: str) -> Any:
@@ -77,9 +140,9 @@ def build_peer(spec: PeerSpec, seed: int = 0) -> Any:
     """The peer's Sam model from its own builder, random weights (checkpoint=None), eval mode."""
     import torch
 
-    import_torchvision_tolerantly()
-    torch.manual_seed(seed)
-    return _resolve(spec.builder)(checkpoint=None).eval()
+    with peer_imports(spec):
+        torch.manual_seed(seed)
+        return _resolve(spec.builder)(checkpoint=None).eval()
 
 
 def package_version(spec: PeerSpec) -> str:
@@ -97,7 +160,8 @@ def export_model(model: Any, spec: PeerSpec, out_dir: Path, *, encoder_size: int
     import onnx
     import torch
 
-    onnx_wrapper = _resolve(spec.onnx_wrapper)
+    with peer_imports(spec):
+        onnx_wrapper = _resolve(spec.onnx_wrapper)
     out_dir = Path(out_dir)
     staging = out_dir.with_name(f".{out_dir.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)

@@ -67,10 +67,10 @@ def tiny_sam(encoder_size: int = 64):
 
     import torch
 
-    from edgeclick.runtimes.peers_export import import_torchvision_tolerantly
+    from edgeclick.runtimes.peers_export import peer_imports
 
-    import_torchvision_tolerantly()  # segment_anything's package imports torchvision (see peers_export)
-    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+    with peer_imports(peers.PEERS["sam-vit-b"]):  # segment_anything imports torchvision at package import
+        from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
     torch.manual_seed(0)
     dim, patch = 32, 16
@@ -143,3 +143,18 @@ def test_export_peer_reuses_a_matching_export(tmp_path: Path, monkeypatch: pytes
     second = peers_export.export_peer("sam-vit-b", tmp_path)
     assert first == second == tmp_path / "sam-vit-b" and calls == ["sam-vit-b"]
     assert not list(tmp_path.glob(".*staging*"))
+
+
+@needs_sam
+def test_peer_imports_stand_in_only_while_building() -> None:
+    import sys
+
+    from edgeclick.runtimes.peers_export import peer_imports
+
+    before = {n for n in sys.modules if n.split(".")[0] in ("torchvision", "timm")}
+    with peer_imports(peers.PEERS["mobilesam"]) as stood_in:
+        import segment_anything  # noqa: F401  (imports torchvision.transforms.functional at package import)
+    after = {n for n in sys.modules if n.split(".")[0] in ("torchvision", "timm")}
+    assert after == before  # nothing stood in outlives the build: lightning and others see the real state
+    if stood_in:
+        assert "torchvision.transforms.functional" in stood_in or "timm.models.layers" in stood_in

@@ -48,12 +48,14 @@ def click_disks(clicks: torch.Tensor, height: int, width: int, radius: float, sc
     lo0, hi0 = torch.ceil(x - half), torch.floor(x + half)
     lo = torch.where(inside(lo0 - 1), lo0 - 1, torch.where(inside(lo0), lo0, lo0 + 1))
     hi = torch.where(inside(hi0 + 1), hi0 + 1, torch.where(inside(hi0), hi0, hi0 - 1))
-    lo, hi = torch.clamp(lo, min=0.0), torch.clamp(hi, max=float(width - 1))
+    # The last column as a tensor: a traced size stays a size (a Python float would freeze it at export).
+    last = torch.zeros((), dtype=dtype, device=clicks.device) + (width - 1)
+    lo, hi = torch.clamp(lo, min=0.0), torch.minimum(hi, last)
     run = inside(lo) & inside(hi) & (lo <= hi)  # B×H×N: this click's disk covers [lo, hi] on this row
     is_label = torch.stack([label == LABEL_POSITIVE, label == LABEL_NEGATIVE], dim=1).unsqueeze(2)  # B×2×1×N
     ones = (run.unsqueeze(1) & is_label).to(dtype)  # B×2×H×N
     # Start and end marks of every run; an empty run adds 0 at an in-range column. Tensors stay ≤ 4-D (CoreML).
-    index = torch.cat([torch.clamp(lo, max=float(width)), torch.clamp(hi + 1, min=0.0, max=float(width))], dim=2)
+    index = torch.cat([torch.minimum(lo, last + 1), torch.clamp(torch.minimum(hi + 1, last + 1), min=0.0)], dim=2)
     index = index.unsqueeze(1).expand(b, 2, height, 2 * n).long()  # B×2×H×2N
     marks = torch.cat([ones, -ones], dim=3)
     # The row with its one extra end-mark column, in whole blocks: ⌈(W + 1) / P⌉ written with non-negative
