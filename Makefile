@@ -72,6 +72,14 @@ calibrate: $(STAMP)
 	$(BIN)/edgeclick calibrate --checkpoint $(or $(CKPT),$(CALIB_CKPT)) --target $(TARGET) --data $(DATA) \
 		--calib-data $(CALIB_DATA) $(if $(SIZE),--size $(SIZE)) $(CALIBRATE_ARGS)
 
+# README's "which configuration should I deploy" table: every fusion × adapter × precision (+ SAM peers when the
+# peers extra is installed: DEPLOY_ARGS="--peer sam-vit-b --peer mobilesam") → reports/deploy/{deploy.md,table.md,
+# deploy.json,sessions.png}, and the table replaces README.md's deploy-table block.
+DEPLOY_ARGS ?=
+.PHONY: deploy-table
+deploy-table: $(STAMP)
+	$(BIN)/edgeclick deploy-table --readme README.md $(DEPLOY_ARGS)
+
 bench-model: $(STAMP)
 	$(BIN)/python -m edgeclick.bench_model
 

@@ -57,6 +57,9 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--methods", default="minmax", help="int8 calibration methods, comma-separated: minmax,entropy,percentile")
     p.add_argument("--keep-float", action="append", default=[], metavar="NODE", help="extra node kept float in int8 graphs")
     p.add_argument("--no-fp16", action="store_true", help="skip the fp16 variant")
+    p.add_argument("--no-mixed", action="store_true",
+                   help="skip the one-graph int8 variants (int8enc-<method>: int8 encoder + fp32 decoder; "
+                        "int8dec-<method>: fp32 encoder + int8 decoder; onnx target)")
     p.add_argument("--search-keep-float", action="store_true",
                    help="measure which node groups hurt masks in int8 and add an int8-<method>-mixed variant keeping them float")
     p.add_argument("--min-gain", type=float, default=0.002,
@@ -110,7 +113,7 @@ def resolve_plan(args: argparse.Namespace) -> "CalibrationPlan":
     work = args.work or Path("artifacts") / "calibration" / name
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     return CalibrationPlan(checkpoint, size, target, work, baseline=baseline, methods=methods,  # type: ignore[arg-type]
-                           keep_float=tuple(args.keep_float), fp16=not args.no_fp16,
+                           keep_float=tuple(args.keep_float), fp16=not args.no_fp16, mixed=not args.no_mixed,
                            search_keep_float=args.search_keep_float, min_gain=args.min_gain)
 
 

@@ -29,6 +29,7 @@ from typing import Any, Callable, Sequence
 from edgeclick import contract
 from edgeclick.io import publishing, write_json_atomic, write_text_atomic
 from edgeclick.metrics import Summary
+from edgeclick.runtimes.side_by_side import session_ms
 
 BASELINE, PASSED, FAILED, SKIPPED = "baseline", "pass", "FAIL", "skipped"
 DEFAULT_THRESHOLD = 0.25  # clicks of ΔNoC@90 a variant may cost
@@ -110,6 +111,7 @@ class VariantResult:
         size_mb: artifact files in MiB (None when there is no artifact).
         encoder_ms / decoder_ms: p50 latency per image / per click (ms), None when not measured.
         encoder_ratio / decoder_ratio: latency / the baseline's in the same bench run.
+        session_ms / session_ratio: one image + 5 clicks, encoder_ms + 5 × decoder_ms (ms), and / the baseline's.
         noc: "noc85", "noc90", "noc85_boundary", "noc90_boundary" → mean clicks.
         delta_noc: the same keys → variant − baseline (clicks).
         mask_iou_mean / mask_iou_min: parity against PyTorch fp32, over every compared click.
@@ -129,6 +131,8 @@ class VariantResult:
     decoder_ms: float | None = None
     encoder_ratio: float | None = None
     decoder_ratio: float | None = None
+    session_ms: float | None = None
+    session_ratio: float | None = None
     noc: dict[str, float] = field(default_factory=dict)
     delta_noc: dict[str, float] = field(default_factory=dict)
     mask_iou_mean: float | None = None
@@ -357,9 +361,11 @@ def run_gate(variants: Sequence[Variant], dataset: Any, config: GateConfig = Gat
     for name, result in bench.items():
         row = rows[name]
         row.encoder_ms, row.decoder_ms = result.encoder.p50_ms, result.decoder.p50_ms
+        row.session_ms = session_ms(row.encoder_ms, row.decoder_ms)
         if base_bench is not None:
             row.encoder_ratio = row.encoder_ms / base_bench.encoder.p50_ms
             row.decoder_ratio = row.decoder_ms / base_bench.decoder.p50_ms
+            row.session_ratio = row.session_ms / session_ms(base_bench.encoder.p50_ms, base_bench.decoder.p50_ms)
     return GateReport(getattr(dataset, "name", "dataset"), config, [rows[n] for n in names], dict(settings or {}))
 
 
@@ -385,15 +391,16 @@ def _f(value: float | None, fmt: str = ".2f", suffix: str = "") -> str:
 
 def markdown_table(report: GateReport) -> str:
     """The gate's table: one row per variant (sizes MiB, p50 ms, NoC in clicks)."""
-    header = ("| variant | status | size MB | encoder ms | decoder ms | NoC@85 | NoC@90 | NoC@85 bIoU | NoC@90 bIoU "
-              "| ΔNoC@90 | ΔNoC@90 bIoU | mask IoU vs PyTorch (mean / min) |")
-    lines = [header, "|" + "---|" * 12]
+    header = ("| variant | status | size MB | encoder ms | decoder ms | session 1 image + 5 clicks ms | NoC@85 | NoC@90 "
+              "| NoC@85 bIoU | NoC@90 bIoU | ΔNoC@90 | ΔNoC@90 bIoU | mask IoU vs PyTorch (mean / min) |")
+    lines = [header, "|" + "---|" * 13]
     for r in report.rows:
         enc = _f(r.encoder_ms, ".1f") + (f" ({r.encoder_ratio:.2f}×)" if r.encoder_ratio is not None and r.status != BASELINE else "")
         dec = _f(r.decoder_ms, ".1f") + (f" ({r.decoder_ratio:.2f}×)" if r.decoder_ratio is not None and r.status != BASELINE else "")
+        ses = _f(r.session_ms, ".0f") + (f" ({r.session_ratio:.2f}×)" if r.session_ratio is not None and r.status != BASELINE else "")
         iou = "—" if r.mask_iou_mean is None else f"{r.mask_iou_mean:.4f} / {r.mask_iou_min:.4f}"
         lines.append(
-            f"| {r.name} | {r.status} | {_f(r.size_mb, '.1f')} | {enc} | {dec} | {_f(r.noc.get('noc85'))} "
+            f"| {r.name} | {r.status} | {_f(r.size_mb, '.1f')} | {enc} | {dec} | {ses} | {_f(r.noc.get('noc85'))} "
             f"| {_f(r.noc.get('noc90'))} | {_f(r.noc.get('noc85_boundary'))} | {_f(r.noc.get('noc90_boundary'))} "
             f"| {_f(r.delta_noc.get('noc90'), '+.2f')} | {_f(r.delta_noc.get('noc90_boundary'), '+.2f')} | {iou} |")
     return "\n".join(lines)

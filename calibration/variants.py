@@ -57,6 +57,10 @@ class CalibrationPlan:
             them float; the measurements go to work_dir/sensitivity-<method>.md.
         min_gain: mean mask IoU a group must gain to be kept float.
         search_groups: the sensitivity.GROUPS tried (None: all of them).
+        mixed: also make the one-graph int8 variants per method (onnx target): "int8enc-<method>" (int8
+            encoder + fp32 decoder) and "int8dec-<method>" (fp32 encoder + int8 decoder). Late fusion gains
+            mostly from an int8 encoder (the backbone runs per image), early fusion only from an int8
+            decoder (the backbone runs per click), so which graph to quantise is a deployment choice.
     """
 
     checkpoint: Path
@@ -70,6 +74,7 @@ class CalibrationPlan:
     search_keep_float: bool = False
     min_gain: float = 0.002
     search_groups: tuple[str, ...] | None = None
+    mixed: bool = True
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -110,6 +115,34 @@ def onnx_variants(plan: CalibrationPlan, calibration_data: Callable[[], Calibrat
                                                  f"{method} calibration on recorded click sessions"))
         if plan.search_keep_float:
             variants.extend(_mixed_variant(plan, base, calibration_data(), method))
+        if plan.mixed:
+            variants.extend(_one_graph_int8(plan, base, calibration_data, method))
+    return variants
+
+
+ONE_GRAPH_INT8: dict[str, tuple[str, str]] = {
+    "int8enc": (contract.ENCODER, "int8 encoder + fp32 decoder"),
+    "int8dec": (contract.DECODER, "fp32 encoder + int8 decoder"),
+}
+
+
+def _one_graph_int8(plan: CalibrationPlan, base: Path, calibration_data: Callable[[], CalibrationData],
+                    method: str) -> list[Variant]:
+    """The int8-<method> QDQ applied to one graph only, the other copied fp32 (ONE_GRAPH_INT8)."""
+    import onnx
+
+    from edgeclick.export.manifest import read_manifest
+
+    from .ort import quantize_onnx_artifact
+
+    variants = []
+    for prefix, (graph, what) in ONE_GRAPH_INT8.items():
+        name = f"{prefix}-{method}"
+        nodes = {n.name for n in onnx.load(str(read_manifest(base).path(graph)), load_external_data=False).graph.node}
+        dest = quantize_onnx_artifact(base, calibration_data(), plan.variant_dir(name), method=method,
+                                      keep_float=tuple(n for n in plan.keep_float if n in nodes), graphs=(graph,),
+                                      overwrite=True)
+        variants.append(Variant(name, dest, note=f"{what}: static QDQ ({method}) on the {graph} only"))
     return variants
 
 

@@ -170,20 +170,53 @@ def run_bench_cli(args: argparse.Namespace) -> int:
 
     config = BenchConfig(warmup=args.warmup, runs=args.runs, sustain_seconds=args.sustain_seconds,
                          click_rate=args.click_rate, threads=args.threads)
-    targets = bench_targets(list(args.artifacts), args.checkpoint)
-    report = run_bench(targets, config, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
-    names = [t.label for t in targets if t.anchor is not None]
-    name = names[0] if len(names) == 1 else f"{names[0]}+{len(names) - 1}"
-    files = write_bench_report(report, _out_dir(args.out, "reports/bench", name, False))
+    peers = list(getattr(args, "peer", None) or [])
+    if not args.artifacts and not peers:
+        raise ValueError("nothing to bench: give ARTIFACT_DIR(s) and/or --peer NAME")
+    if peers:
+        from .peers import require_peer
+
+        for name in peers:  # before any export or measurement: a missing package is one line at once
+            require_peer(name)
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    targets = bench_targets(list(args.artifacts), args.checkpoint) if args.artifacts else []
+    if peers:
+        from .peers import peer_bench_targets
+
+        # Peers at the artifacts' input size (the bench's image); anchored to the first torch anchor, if any.
+        size = targets[0].size if targets else (args.size or contract_default_size())
+        anchor = targets[0].label if targets else None
+        targets += peer_bench_targets(peers, size, args.peer_dir, anchor=anchor, log=log)
+    report = run_bench(targets, config, progress=log)
+    names = [t.label for t in targets if t.anchor is not None] or [t.label for t in targets]
+    name = (names[0] if len(names) == 1 else f"{names[0]}+{len(names) - 1}").replace(" ", "-")
+    out_dir = _out_dir(args.out, "reports/bench", name, False)
+    files = write_bench_report(report, out_dir)
+    from .side_by_side import side_by_side_markdown, write_side_by_side
+
+    write_side_by_side(report, out_dir)
     for r in report.results:
         print(f"{r.target:40s} threads {r.threads}: encoder p50 {r.encoder.p50_ms:8.1f} ms, decoder p50 {r.decoder.p50_ms:7.2f} ms, "
               f"{r.cpu_s_per_click * 1e3:7.2f} CPU-ms/click, cold {r.cold.total_s:5.2f} s, peak RSS {r.peak_rss_mb:6.0f} MiB")
     for row in report.ratios():
         print(f"{row['target']} / {row['anchor']} at {row['threads']} threads: encoder {row['encoder_p50']:.2f}x, "
               f"decoder {row['decoder_p50']:.2f}x, CPU/click {row['cpu_s_per_click']:.2f}x")
+    print(side_by_side_markdown(report))
     print(f"energy: {report.energy}")
     print(f"report: {files['report']}")
     return 0
+
+
+def contract_default_size() -> tuple[int, int]:
+    from edgeclick import contract
+
+    return contract.DEFAULT_SIZE
+
+
+def _size(text: str) -> tuple[int, int]:
+    from edgeclick.cli import parse_size
+
+    return parse_size(text)
 
 
 def _threads(text: str) -> tuple[int, ...]:
@@ -211,7 +244,14 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_parity_cli)
 
     p = subparsers.add_parser("bench", help="latency, cold start, memory, CPU and energy per click of artifacts vs PyTorch")
-    p.add_argument("artifacts", nargs="+", type=Path, metavar="ARTIFACT_DIR")
+    p.add_argument("artifacts", nargs="*", type=Path, metavar="ARTIFACT_DIR")
+    p.add_argument("--peer", action="append", default=[], metavar="NAME",
+                   help="also measure a SAM-family peer built from its own package with random weights (repeatable): "
+                        "sam-vit-b, mobilesam; needs `pip install -e .[peers]`")
+    p.add_argument("--peer-dir", type=Path, default=Path("artifacts") / "peers",
+                   help="where peer ONNX exports are made and reused (default artifacts/peers)")
+    p.add_argument("--size", type=_size, default=None, metavar="HxW",
+                   help="image size of a peer-only run (default 640x960; with artifacts, theirs)")
     p.add_argument("--checkpoint", type=Path, default=None, help="source checkpoint (or registered weights name) for the torch anchor (default: the manifest's)")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs per graph")
     p.add_argument("--runs", type=int, default=20, help="timed runs per graph")

@@ -313,10 +313,25 @@ def _dequantize(a: dict[str, Any]) -> torch.Tensor:
     return x * _along_axis(a["scale"], x, a.get("axis"))
 
 
+def _scatter_along_axis(a: dict[str, Any]) -> torch.Tensor:
+    """MIL scatter_along_axis (the click rasteriser's run marks): torch.scatter_add for mode "add"."""
+    data, updates = a["data"], a["updates"]
+    axis = int(_scalar(a.get("axis", 0))) % data.dim()
+    indices = a["indices"].long()
+    indices = torch.where(indices < 0, indices + data.shape[axis], indices)
+    mode = str(_scalar(a.get("mode", "add")))
+    if mode == "add":
+        return data.scatter_add(axis, indices, updates.to(data.dtype))
+    if mode == "update":
+        return data.scatter(axis, indices, updates.to(data.dtype))
+    raise UnsupportedMILOp(f"scatter_along_axis mode {mode!r}")
+
+
 OPS: dict[str, Callable[[dict[str, Any]], torch.Tensor]] = {
     # shape arithmetic (graphs with enumerated decoder shapes compute sizes at run time)
     "shape": lambda a: torch.tensor(list(a["x"].shape), dtype=torch.int32),
     "gather": _gather,
+    "scatter_along_axis": _scatter_along_axis,
     "range_1d": lambda a: torch.arange(_scalar(a["start"]), _scalar(a["end"]), _scalar(a["step"])),
     "fill": lambda a: torch.full(_ints(a["shape"]), float(_scalar(a.get("value", 0.0)))),
     "add": _binary(torch.add),

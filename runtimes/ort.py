@@ -9,7 +9,7 @@ built for another I/O contract (hash in each file's metadata) is refused with Co
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -18,6 +18,20 @@ from edgeclick import contract
 from .backend import check_contract, check_feeds
 
 DEFAULT_PROVIDERS: tuple[str, ...] = ("CPUExecutionProvider",)
+Threads = Union[int, Mapping[str, int], None]
+"""Intra-op threads: one count for every graph, a per-graph mapping ({"encoder": 2, "decoder": 1}; a graph
+it leaves out gets onnxruntime's default), or None (onnxruntime's default: one per physical core)."""
+
+
+def graph_threads(threads: Threads, graph: str) -> int | None:
+    """The thread count of `graph` under `threads` (see Threads); ValueError for an unknown graph name."""
+    if threads is None or isinstance(threads, int):
+        return threads
+    unknown = sorted(set(threads) - {contract.ENCODER, contract.DECODER})
+    if unknown:
+        raise ValueError(f"per-graph threads name unknown graph(s) {unknown}; use {contract.ENCODER!r} / {contract.DECODER!r}")
+    return threads.get(graph)
+
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
                "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(double)": "float64", "tensor(bool)": "bool"}
 
@@ -62,12 +76,15 @@ class OrtBackend:
     """Backend protocol over an ONNX artifact directory (manifest.json + encoder/decoder .onnx).
 
     input_size: the artifact's (H, W), or None for a dynamic export (any multiple of 32).
+    threads: intra-op threads, one count or per graph (`Threads`): the per-click decoder gains little
+        from a second thread where the encoder does (measured by `edgeclick deploy-table`), so a deployment
+        may give them different counts.
     sessions: graph name → onnxruntime.InferenceSession.
     """
 
     name = "onnxruntime"
 
-    def __init__(self, artifact_dir: str | Path, providers: Sequence[str] | None = None, threads: int | None = None,
+    def __init__(self, artifact_dir: str | Path, providers: Sequence[str] | None = None, threads: Threads = None,
                  profile_prefix: str | None = None) -> None:
         from edgeclick.manifest import read_manifest
 
@@ -85,7 +102,7 @@ class OrtBackend:
 
     @classmethod
     def from_files(cls, files: dict[str, Path], graphs: dict[str, contract.GraphSpec], input_size: tuple[int, int] | None,
-                   providers: Sequence[str] | None = None, threads: int | None = None,
+                   providers: Sequence[str] | None = None, threads: Threads = None,
                    profile_prefix: str | None = None) -> "OrtBackend":
         """A backend over loose graph files (the exporter validates with this before a manifest exists)."""
         backend = cls.__new__(cls)
@@ -94,7 +111,7 @@ class OrtBackend:
         return backend
 
     def _setup(self, files: dict[str, Path], graphs: dict[str, contract.GraphSpec], input_size: tuple[int, int] | None,
-               providers: Sequence[str] | None, threads: int | None, profile_prefix: str | None) -> None:
+               providers: Sequence[str] | None, threads: Threads, profile_prefix: str | None) -> None:
         import onnxruntime as ort
 
         if input_size is not None:
@@ -107,7 +124,7 @@ class OrtBackend:
             path = Path(files[graph])
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: ONNX graph missing")
-            opts = session_options(threads, profile_prefix and f"{profile_prefix}_{graph}")
+            opts = session_options(graph_threads(threads, graph), profile_prefix and f"{profile_prefix}_{graph}")
             # The encoder runs once per image; its memory arena would keep its peak activations (~120 MiB
             # of HRNet at 640x960) allocated for the process lifetime. The per-click decoder keeps its arena.
             opts.enable_cpu_mem_arena = graph != contract.ENCODER

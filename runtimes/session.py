@@ -210,3 +210,11 @@ def open_session(checkpoint: str | Path, *, input_size: tuple[int, int] | None =
     from .torch_ref import TorchBackend
 
     return Session(TorchBackend.from_checkpoint(checkpoint, input_size, device))
+
+
+def open_artifact_session(artifact_dir: str | Path, *, threads: "int | dict[str, int] | None" = None, **kwargs: Any) -> Session:
+    """A Session over an exported artifact; `threads` is one count or per graph, e.g. {"encoder": 2,
+    "decoder": 1} (onnxruntime; backends without thread control refuse the keyword)."""
+    from .artifact import open_backend
+
+    return Session(open_backend(artifact_dir, threads=threads, **kwargs))

@@ -54,12 +54,20 @@ def test_calibrate_cli_writes_table_and_final_set(tiny: dict, monkeypatch: pytes
     name = "tiny-late-64x96-onnx"
     report = json.loads((tiny["root"] / "reports" / "calibration" / name / "calibration.json").read_text())
     rows = {r["name"]: r for r in report["rows"]}
-    assert list(rows) == ["fp32", "fp16", "int8-minmax"]
+    assert list(rows) == ["fp32", "fp16", "int8-minmax", "int8enc-minmax", "int8dec-minmax"]
     assert rows["fp32"]["status"] == BASELINE
     assert report["settings"]["warning"].startswith("calibrated on the evaluation data")
     work = tiny["root"] / "artifacts" / "calibration" / name
     precisions = {n: read_manifest(work / "variants" / n).precision for n in rows if n != "fp32"}
-    assert precisions == {"fp16": "fp16", "int8-minmax": "int8"}
+    assert precisions == {"fp16": "fp16", "int8-minmax": "int8", "int8enc-minmax": "int8", "int8dec-minmax": "int8"}
+    # the one-graph variants: the named graph quantised, the other the fp32 file byte for byte
+    fp32 = read_manifest(work / "variants" / "fp32")
+    for variant, quantised, kept in (("int8enc-minmax", contract.ENCODER, contract.DECODER),
+                                     ("int8dec-minmax", contract.DECODER, contract.ENCODER)):
+        m = read_manifest(work / "variants" / variant)
+        assert m.options["calibration"]["graphs"] == [quantised]
+        assert m.files[kept].sha256 == fp32.files[kept].sha256 and m.files[quantised].sha256 != fp32.files[quantised].sha256
+    assert "session 1 image + 5 clicks ms" in out
     assert list(work.glob("calibration-data-*.npz"))
     final = sorted(p.name for p in (work / "final").iterdir())
     assert final == sorted(n for n, r in rows.items() if r["status"] in ("baseline", "pass"))
@@ -101,7 +109,7 @@ def test_mixed_variant_keeps_measured_nodes_float(tiny: dict, fp32_and_data: tup
                                                   tmp_path: Path) -> None:
     art, data = fp32_and_data
     plan = CalibrationPlan(tiny["ckpt"], SIZE, "onnx", tmp_path, baseline=art, fp16=False, search_keep_float=True,
-                           min_gain=-1.0, search_groups=("last_conv",))  # min_gain -1: every group helps
+                           min_gain=-1.0, search_groups=("last_conv",), mixed=False)  # min_gain -1: every group helps
     variants = build_variants(plan, lambda: data)
     assert [v.name for v in variants] == ["fp32", "int8-minmax", "int8-minmax-mixed"]
     kept = {v.name: read_manifest(v.artifact).options["calibration"]["keep_float"] for v in variants[1:]}

@@ -120,6 +120,8 @@ def test_gate_rows_hold_measurements(gate: dict) -> None:
         assert r.encoder_ms is not None and r.encoder_ms > 0 and r.decoder_ms is not None and r.decoder_ms > 0
     assert rows["int8"].delta_noc["noc90"] == pytest.approx(rows["int8"].noc["noc90"] - rows["fp32"].noc["noc90"])
     assert rows["int8"].encoder_ratio == pytest.approx(rows["int8"].encoder_ms / rows["fp32"].encoder_ms)
+    assert rows["int8"].session_ms == pytest.approx(rows["int8"].encoder_ms + 5 * rows["int8"].decoder_ms)
+    assert rows["int8"].session_ratio == pytest.approx(rows["int8"].session_ms / rows["fp32"].session_ms)
     assert rows["fp32"].delta_noc == {}
     assert rows["w8a8"].status == SKIPPED and "macOS" in rows["w8a8"].reasons[0]
     assert rows["missing"].status == FAILED and "could not run" in rows["missing"].reasons[0]

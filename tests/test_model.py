@@ -146,3 +146,24 @@ def test_sobel_replicate_pad_and_coreml_conversion() -> None:
     traced = torch.jit.trace(Sobel().eval(), torch.rand(1, 3, 32, 48))
     ct.convert(traced, inputs=[ct.TensorType(name="x", shape=(1, 3, 32, 48))], convert_to="mlprogram",
                minimum_deployment_target=ct.target.iOS17)
+
+
+def test_late_adapter_decoder_convolves_clicks_for_skip_channels_only() -> None:
+    """The late decoder convolves clicks with down_clicks' rows 3: alone; equal (1e-5) to the whole conv's."""
+    model = randomize_(create_model("tiny", fusion="late", adapter="conv"), seed=2).eval()
+    image = torch.rand(1, 3, H, W)
+    clicks = click_rows([(20, 30, 1), (70.5, 10, 0), (0, 63, 1)])
+    prev = torch.rand(1, 1, H, W)
+    with torch.no_grad():
+        feats = model.encode(image)
+        got = model.decode(feats, clicks, prev)[contract.LOGITS]
+        # the former formulation: the whole 3 + S channel conv, then its skip channels
+        maps = model.click_maps(clicks, prev, radius=model.config.click_radius * 2)
+        skip = feats[contract.SKIP_IMAGE] + model.down_clicks(maps)[:, 3:]
+        base = model.base.decode({contract.FEATURES: feats[contract.FEATURES]},
+                                 torch.cat([clicks[..., :2] / 2, clicks[..., 2:]], -1),
+                                 torch.nn.functional.avg_pool2d(prev, 2))[contract.LOGITS]
+        up_in = torch.cat([base, model.skip_act(skip)], dim=1)
+        want = torch.nn.functional.interpolate(base, size=(H, W), mode="bilinear", align_corners=True) + model.up(up_in)
+    assert model.down_clicks.weight[3:].abs().sum() > 0 and model.up.weight.abs().sum() > 0
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)

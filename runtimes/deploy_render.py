@@ -1,0 +1,149 @@
+"""The "which configuration should I deploy" table from one deploy-table bench run (Markdown, JSON, PNG).
+
+Per artifact (fusion × adapter × precision) and per peer: encoder p50 (ms per image) and decoder p50 (ms per
+click), each at the thread count that was fastest for that graph in the sweep (a Session's backend takes
+per-graph thread counts, runtimes/ort.py), a session of 1 image + 5 clicks from those, the artifact's files
+(MB, 10⁶ bytes) and the worker's peak RSS (MiB, the largest over the sweep). A second table gives the whole
+thread sweep per graph, so the gain of each extra thread is visible.
+"""
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from edgeclick import contract
+from edgeclick.io import write_bytes_atomic, write_json_atomic, write_text_atomic
+
+from .side_by_side import SESSION_CLICKS, session_ms
+
+
+def deploy_rows(report: Any, entries: Sequence[Any]) -> list[dict[str, Any]]:
+    """One row per target in the report's order (entries give the configuration of edgeclick artifacts)."""
+    by_label = {e.label: e for e in entries}
+    rows = []
+    for t in report.targets:
+        results = [r for r in report.results if r.target == t.label]
+        if not results:
+            continue
+        enc = min(results, key=lambda r: r.encoder.p50_ms)
+        dec = min(results, key=lambda r: r.decoder.p50_ms)
+        e = by_label.get(t.label)
+        rows.append({
+            "label": t.label, "kind": "edgeclick" if e else "peer",
+            "fusion": e.fusion if e else None, "adapter": e.adapter if e else None,
+            "precision": e.precision if e else "fp32",
+            "encoder_ms": enc.encoder.p50_ms, "encoder_threads": enc.threads,
+            "decoder_ms": dec.decoder.p50_ms, "decoder_threads": dec.threads,
+            "session_ms": session_ms(enc.encoder.p50_ms, dec.decoder.p50_ms),
+            "size_mb": sum(t.files.values()) / 1e6 if t.files else None,
+            "peak_rss_mib": max(r.peak_rss_mb for r in results),
+            "sweep": {str(r.threads): {"encoder_ms": r.encoder.p50_ms, "decoder_ms": r.decoder.p50_ms,
+                                       "encoder_p90_ms": r.encoder.p90_ms, "decoder_p90_ms": r.decoder.p90_ms,
+                                       "peak_rss_mib": r.peak_rss_mb, "load_1m": r.load_1m} for r in results},
+        })
+    return rows
+
+
+def deploy_table_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """The main table: one line per configuration × precision, then the peers."""
+    lines = [f"| configuration | precision | encoder ms/image | decoder ms/click | session 1 image + {SESSION_CLICKS} clicks ms "
+             "| files MB | peak RSS MiB |", "|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        name = r["label"].split(" · ")[0] if r["kind"] == "edgeclick" else f"**{r['label']}**"
+        size = "-" if r["size_mb"] is None else f"{r['size_mb']:.1f}"
+        lines.append(f"| {name} | {r['precision']} | {r['encoder_ms']:.0f} ({r['encoder_threads']} thr) "
+                     f"| {r['decoder_ms']:.1f} ({r['decoder_threads']} thr) | {r['session_ms']:.0f} | {size} "
+                     f"| {r['peak_rss_mib']:.0f} |")
+    return "\n".join(lines)
+
+
+def sweep_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """Thread sweep: p50 per graph at every thread count and the ratio of the last to the first count."""
+    counts = sorted({int(k) for r in rows for k in r["sweep"]})
+    head = " | ".join(f"{n} thr" for n in counts)
+    lines = [f"| target | graph | {head} | {counts[-1]} thr / {counts[0]} thr |", "|---|---|" + "---:|" * (len(counts) + 1)]
+    for r in rows:
+        for graph, key in ((contract.ENCODER, "encoder_ms"), (contract.DECODER, "decoder_ms")):
+            values = [r["sweep"].get(str(n), {}).get(key) for n in counts]
+            cells = " | ".join("-" if v is None else f"{v:.1f}" for v in values)
+            ratio = (values[-1] / values[0]) if values[0] and values[-1] else math.nan
+            lines.append(f"| {r['label']} | {graph} | {cells} | {ratio:.2f} |")
+    return "\n".join(lines)
+
+
+def plot_sessions(rows: Sequence[dict[str, Any]]) -> bytes:
+    """PNG: session time (1 image + 5 clicks) per target, encoder and clicks stacked, log-free bars."""
+    from matplotlib.figure import Figure
+
+    from .parity import png_bytes
+
+    fig = Figure(figsize=(9, 0.35 * len(rows) + 1.5), dpi=100)
+    ax = fig.subplots()
+    labels = [r["label"] for r in rows][::-1]
+    enc = [r["encoder_ms"] for r in rows][::-1]
+    clicks = [SESSION_CLICKS * r["decoder_ms"] for r in rows][::-1]
+    ax.barh(labels, enc, label="encoder (1 image)")
+    ax.barh(labels, clicks, left=enc, label=f"decoder ({SESSION_CLICKS} clicks)")
+    ax.set_xlabel("ms, p50 at each graph's fastest thread count")
+    ax.set_title(f"session of 1 image + {SESSION_CLICKS} clicks")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.tick_params(axis="y", labelsize=8)
+    fig.tight_layout()
+    return png_bytes(fig)
+
+
+def write_deploy_report(report: Any, entries: Sequence[Any], out_dir: str | Path, *, model: str, command: str,
+                        readme: str | Path | None = None) -> dict[str, Path]:
+    """deploy.md (+ table.md, the table alone), deploy.json and sessions.png in `out_dir`; with `readme`, the
+    table also replaces the README's deploy-table block (update_readme)."""
+    out = Path(out_dir)
+    rows = deploy_rows(report, entries)
+    m, c = report.machine, report.config
+    loads = sorted({round(r.load_1m, 2) for r in report.results if r.load_1m is not None})
+    table = deploy_table_markdown(rows)
+    text = "\n".join([
+        "# Which configuration to deploy", "",
+        f"`{command}` — {model} at {report.targets[0].size[0]}×{report.targets[0].size[1]}, untrained weights (latency "
+        "does not depend on them), onnxruntime CPU, each artifact and thread count in a fresh worker process "
+        f"({c.warmup} warm-up + {c.runs} timed runs per graph, p50).",
+        f"Machine: {m['cpu']}, {m['cores']} cores, " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v) + ". "
+        f"1-minute load average while the workers ran: {loads[0] if loads else '?'}–{loads[-1] if loads else '?'} "
+        "(a load above the thread count means other work shared the CPU: compare rows, not absolute times).", "",
+        "Each graph at its fastest thread count of the sweep (in parentheses); session = encoder + "
+        f"{SESSION_CLICKS} × decoder. int8enc: int8 encoder + fp32 decoder; int8dec: fp32 encoder + int8 decoder.", "",
+        table, "", "## Thread sweep (p50 ms)", "", sweep_markdown(rows), "", "![sessions](sessions.png)", ""])
+    files = {
+        "report": write_text_atomic(out / "deploy.md", text),
+        "table": write_text_atomic(out / "table.md", table + "\n"),
+        "json": write_json_atomic(out / "deploy.json", {"command": command, "model": model, "rows": rows,
+                                                        "bench": report.to_json()}),
+        "chart": write_bytes_atomic(out / "sessions.png", plot_sessions(rows)),
+    }
+    if readme is not None:
+        day = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        provenance = (f"Measured by `{command}` on {day}: {m['cpu']}, {m['cores']} cores, onnxruntime "
+                      f"{m['versions'].get('onnxruntime')}, {c.runs} timed runs per graph (p50), 1-minute load average "
+                      f"{loads[0] if loads else '?'}–{loads[-1] if loads else '?'} while the workers ran.")
+        files["readme"] = update_readme(readme, table, provenance)
+    return files
+
+
+README_START, README_END = "<!-- deploy-table:start -->", "<!-- deploy-table:end -->"
+
+
+def update_readme(readme: str | Path, table: str, provenance: str) -> Path:
+    """Replace the text between README_START and README_END in `readme` with `provenance` and `table`.
+
+    Raises:
+        ValueError: the markers are missing (the message says which lines to add).
+    """
+    path = Path(readme)
+    text = path.read_text()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"--readme {path}: no {README_START} … {README_END} block; add the two lines where the table goes")
+    block = f"{README_START}\n{provenance}\n\n{table}\n"
+    return write_text_atomic(path, text[:start] + block + text[end:])

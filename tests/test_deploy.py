@@ -1,0 +1,57 @@
+"""`edgeclick deploy-table` on the tiny model: artifacts per configuration × precision (one-graph int8 ones
+assembled from the int8 and fp32 graphs), reuse on a second run, the report files and bad input."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgeclick import contract
+from edgeclick.cli import main
+from edgeclick.export.manifest import read_manifest
+
+ARGS = ["deploy-table", "--model", "tiny", "--size", "64x96", "--threads", "1", "--runs", "1", "--warmup", "0",
+        "--configs", "late", "--precisions", "fp32,int8enc,int8dec"]
+
+
+def test_deploy_table_writes_the_table_and_reuses_artifacts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    work, out, readme = tmp_path / "work", tmp_path / "out", tmp_path / "README.md"
+    readme.write_text("# x\n\nbefore\n<!-- deploy-table:start -->\nold table\n<!-- deploy-table:end -->\nafter\n")
+    assert main([*ARGS, "--work", str(work), "--out", str(out), "--readme", str(readme)]) == 0
+    first = capsys.readouterr()
+    assert "exporting tiny-late-64x96" in first.err
+    data = json.loads((out / "deploy.json").read_text())
+    assert [(r["precision"], r["fusion"], r["adapter"]) for r in data["rows"]] == [
+        ("fp32", "late", False), ("int8enc", "late", False), ("int8dec", "late", False)]
+    for r in data["rows"]:
+        assert r["session_ms"] == pytest.approx(r["encoder_ms"] + 5 * r["decoder_ms"])
+        assert r["size_mb"] > 0 and r["peak_rss_mib"] > 0 and set(r["sweep"]) == {"1"}
+    assert {"deploy.md", "table.md", "deploy.json", "sessions.png"} <= {p.name for p in out.iterdir()}
+    assert "| late | int8dec |" in (out / "table.md").read_text() and "Thread sweep" in (out / "deploy.md").read_text()
+    text = readme.read_text()
+    assert "old table" not in text and (out / "table.md").read_text().strip() in text
+    assert text.startswith("# x\n\nbefore\n") and text.endswith("<!-- deploy-table:end -->\nafter\n")
+    assert "Measured by `edgeclick deploy-table --model tiny --size 64x96 --configs late" in text
+    fp32, int8 = read_manifest(work / "tiny-late-64x96-fp32"), read_manifest(work / "tiny-late-64x96-int8")
+    for name, quantised, kept in (("int8enc", contract.ENCODER, contract.DECODER), ("int8dec", contract.DECODER, contract.ENCODER)):
+        m = read_manifest(work / f"tiny-late-64x96-{name}")
+        assert m.files[quantised].sha256 == int8.files[quantised].sha256 != fp32.files[quantised].sha256
+        assert m.files[kept].sha256 == fp32.files[kept].sha256
+        assert m.options["calibration"]["graphs"] == [quantised] and m.precision == "int8"
+    assert main([*ARGS, "--work", str(work), "--out", str(out)]) == 0
+    again = capsys.readouterr()
+    assert "exporting" not in again.err and "recording" not in again.err  # the artifacts were reused
+
+
+@pytest.mark.parametrize("extra,phrase", [(["--precisions", "fp8"], "--precisions"), (["--configs", "middle"], "--configs"),
+                                          (["--size", "60x96"], "multiple"), (["--readme", "/nonexistent.md"], "--readme")])
+def test_deploy_table_bad_input(extra: list[str], phrase: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        code = main(["deploy-table", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o"), *extra])
+    except SystemExit as exc:  # argparse's own one-line usage errors
+        code = int(exc.code or 0)
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and phrase in err[0]
+    assert not (tmp_path / "w").exists() and not (tmp_path / "o").exists()

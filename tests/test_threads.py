@@ -1,0 +1,44 @@
+"""Per-graph thread counts: a deployment may give the encoder and the per-click decoder different counts."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeclick import contract
+from edgeclick.runtimes.ort import OrtBackend, graph_threads
+from edgeclick.runtimes.session import open_artifact_session
+
+
+def test_graph_threads_forms() -> None:
+    assert graph_threads(None, contract.ENCODER) is None
+    assert graph_threads(3, contract.DECODER) == 3
+    assert graph_threads({contract.ENCODER: 2}, contract.DECODER) is None
+    with pytest.raises(ValueError, match="unknown graph"):
+        graph_threads({"encodr": 2}, contract.ENCODER)
+
+
+def test_ort_backend_takes_per_graph_threads(tiny_onnx: tuple[Path, Path]) -> None:
+    artifact, _ = tiny_onnx
+    backend = OrtBackend(artifact, threads={contract.ENCODER: 2, contract.DECODER: 1})
+    got = {g: s.get_session_options().intra_op_num_threads for g, s in backend.sessions.items()}
+    assert got == {contract.ENCODER: 2, contract.DECODER: 1}
+    session = open_artifact_session(artifact, threads={contract.DECODER: 1})
+    session.set_image(np.zeros((40, 50, 3), dtype=np.uint8))
+    assert session.click(10, 10, True).shape == (40, 50)
+    assert session.backend.sessions[contract.DECODER].get_session_options().intra_op_num_threads == 1
+
+
+def test_op_profile_sums_kernel_time_by_operator(tiny_onnx: tuple[Path, Path], capsys: pytest.CaptureFixture[str],
+                                                 tmp_path: Path) -> None:
+    from edgeclick.runtimes import op_profile
+
+    artifact, _ = tiny_onnx
+    assert op_profile.main([str(artifact), str(artifact), "--runs", "3", "--json", str(tmp_path / "p.json")]) == 0
+    import json
+
+    first, second = json.loads((tmp_path / "p.json").read_text())
+    assert first["graph"] == contract.DECODER and first["runs"] == 3 and first["p50_ms"] > 0
+    assert first["kernel_ms"] == pytest.approx(sum(first["by_op_ms"].values())) and "Conv" in first["by_op_ms"]
+    assert "1.00x the first" in capsys.readouterr().out
