@@ -131,7 +131,7 @@ def _one_graph_int8(plan: CalibrationPlan, base: Path, calibration_data: Callabl
     """The int8-<method> QDQ applied to one graph only, the other copied fp32 (ONE_GRAPH_INT8)."""
     import onnx
 
-    from edgeclick.export.manifest import read_manifest
+    from edgeclick.manifest import read_manifest
 
     from .ort import quantize_onnx_artifact
 

@@ -141,7 +141,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edgeclick.train.cli",
     "edgeclick.export.cli",
     "edgeclick.runtimes.cli",
-    "edgeclick.runtimes.deploy",
+    "edgeclick.calibration.deploy",
     "edgeclick.runtimes.web_cli",
     "edgeclick.calibration.cli",
     "edgeclick.export.demo",

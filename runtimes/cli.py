@@ -214,7 +214,7 @@ def contract_default_size() -> tuple[int, int]:
 
 
 def _size(text: str) -> tuple[int, int]:
-    from edgeclick.cli import parse_size
+    from edgeclick.args import parse_size
 
     return parse_size(text)
 

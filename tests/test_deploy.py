@@ -9,7 +9,7 @@ import pytest
 
 from edgeclick import contract
 from edgeclick.cli import main
-from edgeclick.export.manifest import read_manifest
+from edgeclick.manifest import read_manifest
 
 ARGS = ["deploy-table", "--model", "tiny", "--size", "64x96", "--threads", "1", "--runs", "1", "--warmup", "0",
         "--configs", "late", "--precisions", "fp32,int8enc,int8dec"]

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from edgeclick import contract
 from edgeclick.io import write_bytes_atomic, write_json_atomic, write_text_atomic
 
-from .side_by_side import SESSION_CLICKS, session_ms
+from edgeclick.runtimes.side_by_side import SESSION_CLICKS, session_ms
 
 
 def deploy_rows(report: Any, entries: Sequence[Any]) -> list[dict[str, Any]]:
@@ -77,7 +77,7 @@ def plot_sessions(rows: Sequence[dict[str, Any]]) -> bytes:
     """PNG: session time (1 image + 5 clicks) per target, encoder and clicks stacked, log-free bars."""
     from matplotlib.figure import Figure
 
-    from .parity import png_bytes
+    from edgeclick.render import png_bytes
 
     fig = Figure(figsize=(9, 0.35 * len(rows) + 1.5), dpi=100)
     ax = fig.subplots()

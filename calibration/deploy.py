@@ -8,7 +8,7 @@ depend on the weights), exported to ONNX at `--size`, and quantised: "int8" (bot
 `edgeclick calibrate` makes it, calibrated on click sessions over seeded synthetic images), "int8enc" (int8
 encoder + fp32 decoder) and "int8dec" (fp32 encoder + int8 decoder), the one-graph ones assembled from the
 int8 and fp32 graphs. Every artifact, and any `--peer`, is then timed by runtimes.bench (a fresh worker
-per artifact and thread count, onnxruntime CPU) and the table is written by runtimes/deploy_render.py.
+per artifact and thread count, onnxruntime CPU) and the table is written by calibration/deploy_render.py.
 
 Artifacts go to `--work` (default artifacts/deploy) and are reused by a later run when their manifest
 names the same checkpoint, size and precision, so a re-measurement skips the exports.
@@ -67,7 +67,7 @@ def _checkpoint(work: Path, model: str, fusion: str, adapter: bool, seed: int) -
 
 def _reusable(artifact: Path, checkpoint: Path, size: tuple[int, int], precision: str) -> bool:
     """An earlier run's artifact of the same checkpoint (sha256), size and precision, intact."""
-    from edgeclick.export.manifest import read_manifest
+    from edgeclick.manifest import read_manifest
     from edgeclick.io import sha256_file
 
     if not (artifact / "manifest.json").is_file():
@@ -83,7 +83,7 @@ def _reusable(artifact: Path, checkpoint: Path, size: tuple[int, int], precision
 def compose_one_graph(int8: Path, fp32: Path, graph: str, out: Path) -> Path:
     """An artifact with `graph` from the int8 artifact and the other graph from the fp32 one (same model,
     calibration and contract); manifest from the int8 one with calibration.graphs = [graph]. Atomic."""
-    from edgeclick.export.manifest import file_entries, read_manifest, write_manifest
+    from edgeclick.manifest import file_entries, read_manifest, write_manifest
     from edgeclick.export.onnx import graph_filename
 
     q, f = read_manifest(int8), read_manifest(fp32)
@@ -156,9 +156,9 @@ def build_artifacts(model: str, size: tuple[int, int], work: Path, *, configs: t
 
 def run_deploy_table(args: argparse.Namespace) -> int:
     """Handler of `edgeclick deploy-table`."""
-    from edgeclick.export.manifest import read_manifest
+    from edgeclick.manifest import read_manifest
 
-    from .bench import ARTIFACT, BenchConfig, BenchTarget, run_bench
+    from edgeclick.runtimes.bench import ARTIFACT, BenchConfig, BenchTarget, run_bench
     from .deploy_render import write_deploy_report
 
     precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
@@ -168,7 +168,7 @@ def run_deploy_table(args: argparse.Namespace) -> int:
     configs = CONFIGS if args.configs is None else tuple(_parse_config(c) for c in args.configs.split(","))
     peers = list(args.peer or [])
     if peers:
-        from .peers import require_peer
+        from edgeclick.runtimes.peers import require_peer
 
         for name in peers:  # a missing package is one line before any export
             require_peer(name)
@@ -186,7 +186,7 @@ def run_deploy_table(args: argparse.Namespace) -> int:
     targets = [BenchTarget(e.label, ARTIFACT, str(e.artifact), args.size,
                            files={role: f.bytes for role, f in read_manifest(e.artifact).files.items()}) for e in entries]
     if peers:
-        from .peers import peer_bench_targets
+        from edgeclick.runtimes.peers import peer_bench_targets
 
         targets += peer_bench_targets(peers, args.size, args.peer_dir, log=log)
     config = BenchConfig(warmup=args.warmup, runs=args.runs, sustain_seconds=0.0, threads=args.threads)
@@ -223,7 +223,14 @@ def _parse_config(text: str) -> tuple[str, bool]:
 
 def register_cli(subparsers: Any) -> None:
     """Add the `deploy-table` subcommand."""
-    from .cli import _size, _threads
+    from edgeclick.args import parse_size
+    from edgeclick.runtimes.bench import parse_threads
+
+    def thread_counts(text: str) -> tuple[int, ...]:
+        try:
+            return parse_threads(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
 
     p = subparsers.add_parser(
         "deploy-table", help="which configuration to deploy: fusion × adapter × precision (and SAM peers) measured in one run",
@@ -231,10 +238,10 @@ def register_cli(subparsers: Any) -> None:
                     "only, int8 decoder only), time every artifact with the bench harness over a thread sweep, and write "
                     "one table (Markdown + JSON + PNG): encoder ms, ms/click, a 1 image + 5 clicks session, size, peak RSS.")
     p.add_argument("--model", default="hrnet18s", help="registered model (default hrnet18s)")
-    p.add_argument("--size", type=_size, default=contract.DEFAULT_SIZE, metavar="HxW", help="model input (default 640x960)")
+    p.add_argument("--size", type=parse_size, default=contract.DEFAULT_SIZE, metavar="HxW", help="model input (default 640x960)")
     p.add_argument("--configs", default=None, help="subset, e.g. late,late+adapter (default: all four)")
     p.add_argument("--precisions", default=",".join(PRECISIONS), help=f"subset of {','.join(PRECISIONS)}")
-    p.add_argument("--threads", type=_threads, default="1,2", help="thread counts of the sweep (default 1,2)")
+    p.add_argument("--threads", type=thread_counts, default="1,2", help="thread counts of the sweep (default 1,2)")
     p.add_argument("--warmup", type=int, default=2, help="untimed runs per graph")
     p.add_argument("--runs", type=int, default=10, help="timed runs per graph")
     p.add_argument("--peer", action="append", default=[], metavar="NAME",
