@@ -1,6 +1,6 @@
 """The ablation table in the paper's layout: NoC@90 as "IoU / Boundary IoU" per dataset, from eval reports.
 
-    python -m edgeclick.train.ablation --out reports/ablation.md --dataset GrabCut --dataset "Synthetic HR" \
+    python -m edgeclick.train.ablation --out models/reference/ablation.md --dataset GrabCut --dataset "Synthetic HR" \
         --row "RITM base" DIR_GRABCUT DIR_HOLDOUT --row "+LoRA" DIR DIR ...
 
 Each DIR is an `edgeclick evaluate --out DIR` folder (its summary.json). The lowest value of each column
