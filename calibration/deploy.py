@@ -224,13 +224,7 @@ def _parse_config(text: str) -> tuple[str, bool]:
 def register_cli(subparsers: Any) -> None:
     """Add the `deploy-table` subcommand."""
     from edgeclick.args import parse_size
-    from edgeclick.runtimes.bench import parse_threads
-
-    def thread_counts(text: str) -> tuple[int, ...]:
-        try:
-            return parse_threads(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from exc
+    from edgeclick.runtimes.cli import threads_arg
 
     p = subparsers.add_parser(
         "deploy-table", help="which configuration to deploy: fusion × adapter × precision (and SAM peers) measured in one run",
@@ -241,7 +235,7 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--size", type=parse_size, default=contract.DEFAULT_SIZE, metavar="HxW", help="model input (default 640x960)")
     p.add_argument("--configs", default=None, help="subset, e.g. late,late+adapter (default: all four)")
     p.add_argument("--precisions", default=",".join(PRECISIONS), help=f"subset of {','.join(PRECISIONS)}")
-    p.add_argument("--threads", type=thread_counts, default="1,2", help="thread counts of the sweep (default 1,2)")
+    p.add_argument("--threads", type=threads_arg, default="1,2", help="thread counts of the sweep (default 1,2)")
     p.add_argument("--warmup", type=int, default=2, help="untimed runs per graph")
     p.add_argument("--runs", type=int, default=10, help="timed runs per graph")
     p.add_argument("--peer", action="append", default=[], metavar="NAME",

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from edgeclick.args import parse_size
+
 from .artifact import resolve_source
 
 if TYPE_CHECKING:  # keep `edgeclick --help` free of torch / onnxruntime imports
@@ -213,13 +215,8 @@ def contract_default_size() -> tuple[int, int]:
     return contract.DEFAULT_SIZE
 
 
-def _size(text: str) -> tuple[int, int]:
-    from edgeclick.args import parse_size
-
-    return parse_size(text)
-
-
-def _threads(text: str) -> tuple[int, ...]:
+def threads_arg(text: str) -> tuple[int, ...]:
+    """argparse type for a thread sweep ('1,2,all'); the bench module is imported only when parsing."""
     from .bench import parse_threads
 
     try:
@@ -250,13 +247,13 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
                         "sam-vit-b, mobilesam; needs `pip install -e .[peers]`")
     p.add_argument("--peer-dir", type=Path, default=Path("artifacts") / "peers",
                    help="where peer ONNX exports are made and reused (default artifacts/peers)")
-    p.add_argument("--size", type=_size, default=None, metavar="HxW",
+    p.add_argument("--size", type=parse_size, default=None, metavar="HxW",
                    help="image size of a peer-only run (default 640x960; with artifacts, theirs)")
     p.add_argument("--checkpoint", type=Path, default=None, help="source checkpoint (or registered weights name) for the torch anchor (default: the manifest's)")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs per graph")
     p.add_argument("--runs", type=int, default=20, help="timed runs per graph")
     p.add_argument("--sustain-seconds", type=float, default=60.0, help="fixed-rate run length (0: skip)")
     p.add_argument("--click-rate", type=float, default=5.0, help="clicks per second of the fixed-rate run")
-    p.add_argument("--threads", type=_threads, default="1,2,all", help="thread counts, e.g. 1,2,all")
+    p.add_argument("--threads", type=threads_arg, default="1,2,all", help="thread counts, e.g. 1,2,all")
     p.add_argument("--out", type=Path, default=None, help="report folder (default reports/bench/<artifact name>)")
     p.set_defaults(func=run_bench_cli)

@@ -42,8 +42,8 @@ def render_table(datasets: list[str], rows: list[dict[str, Any]]) -> str:
     """Markdown: one row per method, one "NoC@90 (IoU / BIoU)" column per dataset; column minima bold."""
     best = [(min(r["cells"][i][0] for r in rows), min(r["cells"][i][1] for r in rows)) for i in range(len(datasets))]
 
-    def mark(value: float, lowest: float) -> str:
-        return f"**{value:.2f}**" if value == lowest else f"{value:.2f}"
+    def mark(value: float, best_value: float, fmt: str = ".2f") -> str:
+        return f"**{value:{fmt}}**" if value == best_value else f"{value:{fmt}}"
 
     header = "| Method | " + " | ".join(f"{d} NoC@90 (IoU / BIoU)" for d in datasets) + " |"
     lines = [header, "|---|" + "---|" * len(datasets)]
@@ -55,13 +55,10 @@ def render_table(datasets: list[str], rows: list[dict[str, Any]]) -> str:
     lines += ["", f"NoC@90: mean clicks to reach IoU (or Boundary IoU) 0.90, capped at {cap} ({counts}). Lower is better."]
     top = [(max(r["after"][i][0] for r in rows), max(r["after"][i][1] for r in rows)) for i in range(len(datasets))]
 
-    def mark_high(value: float, highest: float) -> str:
-        return f"**{value:.3f}**" if value == highest else f"{value:.3f}"
-
     lines += ["", "| Method | " + " | ".join(f"{d} after {AFTER_CLICKS} clicks (mIoU / mBIoU)" for d in datasets) + " |",
               "|---|" + "---|" * len(datasets)]
     for r in rows:
-        cells = [f"{mark_high(iou, top[i][0])} / {mark_high(biou, top[i][1])}" for i, (iou, biou) in enumerate(r["after"])]
+        cells = [f"{mark(iou, top[i][0], '.3f')} / {mark(biou, top[i][1], '.3f')}" for i, (iou, biou) in enumerate(r["after"])]
         lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
     lines += ["", f"Mean IoU and mean Boundary IoU after {AFTER_CLICKS} clicks. Higher is better."]
     return "\n".join(lines)
