@@ -42,7 +42,7 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("artifact", nargs="?", type=Path, default=None, metavar="ARTIFACT_DIR",
                    help="fp32 export to start from (or give --checkpoint)")
     p.add_argument("--checkpoint", type=Path, default=None, help="fp32 checkpoint to export and calibrate, or a registered weights name")
-    p.add_argument("--size", type=_size, default=None, metavar="HxW", help="model input with --checkpoint (default 640x960)")
+    p.add_argument("--size", type=_size, default=None, metavar="HxW", help="model input with --checkpoint (default: the checkpoint meta's input_size, else 640x960)")
     p.add_argument("--target", default=None, help="onnx | trt | coreml (default: the artifact's format, else onnx)")
     p.add_argument("--data", type=Path, required=True, help="evaluation dataset (NoC, parity), e.g. $EDGECLICK_DATA/grabcut")
     p.add_argument("--dataset-format", default="auto", help="layout of --data and --calib-data (default: detected)")
@@ -83,7 +83,7 @@ def resolve_plan(args: argparse.Namespace) -> "CalibrationPlan":
     from edgeclick.runtimes.artifact import resolve_source
 
     from edgeclick import contract
-    from edgeclick.model.checkpoint import load_payload
+    from edgeclick.model.checkpoint import load_payload, meta_input_size
 
     from .variants import TARGETS, CalibrationPlan
 
@@ -105,8 +105,11 @@ def resolve_plan(args: argparse.Namespace) -> "CalibrationPlan":
         if not args.checkpoint.is_file():
             raise FileNotFoundError(f"--checkpoint {args.checkpoint}: no such file")
         target = args.target or "onnx"
-        checkpoint, size = args.checkpoint, args.size or contract.DEFAULT_SIZE
-        fusion = load_payload(checkpoint)["config"]["fusion"]
+        checkpoint = args.checkpoint
+        payload = load_payload(checkpoint)
+        # The model's own scale (its meta input_size, as `demo` uses), else the contract's default.
+        size = args.size or meta_input_size(payload) or contract.DEFAULT_SIZE
+        fusion = payload["config"]["fusion"]
     if target not in TARGETS:
         raise ValueError(f"--target {target!r}: calibration targets are {list(TARGETS)}")
     name = f"{checkpoint.stem}-{fusion}-{size[0]}x{size[1]}-{target}"

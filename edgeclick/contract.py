@@ -18,7 +18,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-CONTRACT_VERSION = "1.1.0"  # 1.1: the click radius left the contract for the model config
+CONTRACT_VERSION = "1.2.0"  # 1.2: the late decoder gained its global OCR head (older late graphs cannot run it)
 
 # Graph names.
 ENCODER = "encoder"

@@ -116,7 +116,7 @@ def _runnable(artifact: Path) -> bool:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from edgeclick.model.checkpoint import read_checkpoint
+    from edgeclick.model.checkpoint import meta_input_size, read_checkpoint
     from edgeclick.runtimes.artifact import resolve_source
     from edgeclick.runtimes.bench import BenchConfig, run_bench
     from edgeclick.runtimes.bench_report import write_bench_report
@@ -130,8 +130,9 @@ def run(args: argparse.Namespace) -> int:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     checkpoint, origin = _checkpoint(args, out)
-    meta = dict(((given if given is not None else read_checkpoint(checkpoint)).get("meta")) or {})
-    args.size = args.size or tuple(meta.get("input_size") or contract.DEFAULT_SIZE)
+    payload = given if given is not None else read_checkpoint(checkpoint)
+    meta = dict(payload.get("meta") or {})
+    args.size = args.size or meta_input_size(payload) or contract.DEFAULT_SIZE
     args.data, data_note = _demo_data(args, meta, out)
     if data_note:
         print(f"NOTE: {data_note}", file=sys.stderr)

@@ -35,7 +35,7 @@ from edgeclick.model.adapters import ADAPTER_PATTERNS, FIRST_CONV, freeze_base
 from edgeclick.model.base import ClickModel
 from edgeclick.model.checkpoint import CheckpointError, load_checkpoint, load_payload, save_checkpoint
 from edgeclick.model.config import ModelConfig
-from edgeclick.model.lora import ConvLoRA
+from edgeclick.model.convert import place_base_state
 
 ADAPTER_FORMAT = "edgeclick-adapter"
 ADAPTER_FORMAT_VERSION = 1
@@ -107,20 +107,13 @@ def attach_base(config: ModelConfig, base_checkpoint: str | Path) -> ClickModel:
             f"{base_checkpoint}: base checkpoint config {base.config.to_dict()} does not match the run's "
             f"base {expected.to_dict()}; adapters train on a plain base (no adapter, no LoRA) of the same model")
     model = build_model(config)
-    prefix = "base." if config.adapter is not None else ""
-    wrapped = {name for name, module in model.named_modules() if isinstance(module, ConvLoRA)}
-    state: dict[str, torch.Tensor] = {}
-    for key, value in base.state_dict().items():
-        name = prefix + key
-        module_name, _, leaf = name.rpartition(".")
-        if module_name in wrapped:  # ConvLoRA keeps the frozen conv as `.conv`
-            name = f"{module_name}.conv.{leaf}"
-        state[name] = value
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing = place_base_state(model, base.state_dict())
+    except CheckpointError as exc:
+        raise CheckpointError(f"{base_checkpoint}: base {exc}") from None
     missing = [k for k in missing if not is_adapter_tensor(k)]
-    if missing or unexpected:
-        raise CheckpointError(f"{base_checkpoint}: base weights do not fill the model: missing {missing[:5]}, "
-                              f"unexpected {unexpected[:5]}")
+    if missing:
+        raise CheckpointError(f"{base_checkpoint}: base weights do not fill the model: missing {missing[:5]}")
     return model
 
 

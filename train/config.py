@@ -116,6 +116,15 @@ class TrainConfig:
     checkpoint_every: optimizer steps between writes of the resumable out_dir/last.ckpt.
     record_samples: write out_dir/trace/rank{r}.json (dataset indices seen, parameter digest) for
         checking data sharding and replica equality under DDP.
+    from_early: build the run's late-fusion model from base_checkpoint, an early-fusion checkpoint (a path
+        or a published name): its backbone and, where shapes fit, its OCR head carry over
+        (edgeclick.model.convert); the click encoder and region head start fresh. LoRA / the conv adapter
+        may wrap the late model (variants b, c); the run saves a full checkpoint, not an adapter file.
+    freeze_encoder: the click-free encoder (backbone + feature projection) does not train and keeps its
+        BatchNorm statistics; only the decoder (and LoRA / adapter tensors) train.
+    cache_encoder: compute each training crop's encoder output once and reuse it every epoch (crops are
+        then fixed per item; clicks, simulated clicks and previous masks are still drawn fresh every
+        step). Needs freeze_encoder and an encoder that does not train (no LoRA, no conv adapter).
     click_scale_init: initial |scale| of the click branch's ScaleLayer for a base trained from scratch
         (no base_checkpoint); None keeps the model's own (RITM: 0.05). RITM's 0.05 protects an
         ImageNet-pretrained backbone from the new click features; from scratch it only delays learning,
@@ -144,6 +153,9 @@ class TrainConfig:
     out_dir: str = "runs/default"
     record_samples: bool = False
     click_scale_init: float | None = None
+    from_early: bool = False
+    freeze_encoder: bool = False
+    cache_encoder: bool = False
 
     def __post_init__(self) -> None:
         if self.is_adapter_run and not self.base_checkpoint:
@@ -156,14 +168,22 @@ class TrainConfig:
         if self.click_scale_init is not None and (self.base_checkpoint or self.click_scale_init <= 0):
             raise ConfigError("click_scale_init sets a fresh base's click-branch scale: it must be > 0 and "
                               "cannot be combined with base_checkpoint (whose weights already hold a scale)")
+        if self.from_early and (self.fusion != "late" or not self.base_checkpoint):
+            raise ConfigError("from_early builds a late model from an early checkpoint: set fusion: late and "
+                              "base_checkpoint (a path or a published name)")
+        if self.freeze_encoder and self.fusion != "late":
+            raise ConfigError("freeze_encoder applies to late fusion (the early encoder holds only the first conv)")
+        if self.cache_encoder and (not self.freeze_encoder or self.lora is not None or self.adapter is not None):
+            raise ConfigError("cache_encoder needs an encoder that does not train: set freeze_encoder: true, "
+                              "lora: null and adapter: null")
         if self.batch_size < 1 or self.max_num_next_clicks < 0:
             raise ConfigError("batch_size must be >= 1 and max_num_next_clicks >= 0")
         self.model_config()  # unknown model name / fusion fail here, at load time
 
     @property
     def is_adapter_run(self) -> bool:
-        """True when only adapter tensors train on a frozen base."""
-        return self.adapter is not None or self.lora is not None
+        """True when only adapter tensors train on a frozen base of the same fusion (from_early runs are not)."""
+        return (self.adapter is not None or self.lora is not None) and not self.from_early
 
     def model_config(self) -> ModelConfig:
         """The ModelConfig of the trained model (adapters included)."""

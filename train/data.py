@@ -60,6 +60,7 @@ REFERENCE_CROP: tuple[int, int] = (320, 480)
 _BACKGROUND, _OBJECT, _IGNORE, _OTHER = 0, 1, 2, 3
 
 _STREAM_TRAIN, _STREAM_VAL = 0, 1
+_CLICK_STREAM = 2  # the first clicks of fixed crops (ClickTrainingDataset.fix_crops) draw from their own stream
 
 
 @dataclass(frozen=True)
@@ -254,6 +255,9 @@ class ClickTrainingDataset(torch.utils.data.Dataset):
         max_num_points: click rows per item.
         augment: RITM's training augmentation; otherwise pad + crop only.
         seed: base seed; stream: separates train and val draws with the same seed.
+
+    fix_crops: every epoch shows each item's epoch-0 crop (what a cache of encoder outputs needs), while
+    its first clicks are still drawn anew each epoch.
     """
 
     def __init__(self, sources: Sequence[SampleSource], *, crop_size: tuple[int, int], scale_range: tuple[float, float],
@@ -264,6 +268,7 @@ class ClickTrainingDataset(torch.utils.data.Dataset):
         self.seed = seed
         self.stream = stream
         self.epoch = 0
+        self.fix_crops = False
         self.sampler = MultiPointSampler(max_num_points)
         self.min_object_area = max(1, round(MIN_OBJECT_AREA * crop_size[0] * crop_size[1] / (REFERENCE_CROP[0] * REFERENCE_CROP[1])))
         self._random = _pipeline(self.crop_size, scale_range, augment, centred=False)
@@ -281,7 +286,7 @@ class ClickTrainingDataset(torch.utils.data.Dataset):
         """The un-augmented sample of item `index`, its other-objects mask, and the item's generator after drawing it."""
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
-        rng = np.random.default_rng([self.seed, self.stream, self.epoch, index])
+        rng = np.random.default_rng([self.seed, self.stream, 0 if self.fix_crops else self.epoch, index])
         k = int(np.searchsorted(self._starts, index, side="right")) - 1
         sample, others = self.sources[k].draw(index - int(self._starts[k]), rng)
         return sample, others, rng
@@ -290,6 +295,8 @@ class ClickTrainingDataset(torch.utils.data.Dataset):
         sample, others, rng = self.raw(index)
         rgb, codes = self._crop(sample.image, _encode(sample.gt, others), rng)
         gt = np.where(codes == _OBJECT, 1, np.where(codes == _IGNORE, IGNORE, 0)).astype(np.int8)
+        if self.fix_crops:  # the same crop every epoch, new first clicks
+            rng = np.random.default_rng([self.seed, self.stream, self.epoch, index, _CLICK_STREAM])
         points = self.sampler(gt, rng, others=codes == _OTHER)
         return {
             RGB_KEY: torch.from_numpy(rgb.transpose(2, 0, 1).astype(np.float32) * np.float32(1.0 / 255.0)),

@@ -13,6 +13,11 @@ Adapter runs (adapter or lora set) load the base checkpoint, freeze everything b
 (`freeze_base`) and keep the whole model in eval mode even while training: the frozen base's BatchNorm
 statistics and dropout stay fixed, and the adapters have neither.
 
+Late from early (`from_early`): the late model is built from an early checkpoint
+(`edgeclick.model.convert.late_from_early`); with `freeze_encoder` its click-free encoder stays fixed (eval
+mode) and the click-dependent steps 2–3 run the decoder alone on one encoder output per crop, which
+`cache_encoder` keeps across epochs (`FeatureCache`).
+
 Validation (`edgeclick.train.validate`) runs the RITM clicker on the first `val.samples` val items and
 logs val/noc85, val/noc90 (early stopping and best-weights selection), val/noc90_boundary, val/nof90 and
 val/miou@k.
@@ -36,7 +41,8 @@ from edgeclick.model import build_model
 from edgeclick.model.base import AUX_LOGITS, ClickModel
 from edgeclick.model.blocks import ScaleLayer
 from edgeclick.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from edgeclick.train.checkpoints import adapter_parameter_names, attach_base, save_adapter
+from edgeclick.model.convert import late_from_early
+from edgeclick.train.checkpoints import adapter_parameter_names, attach_base, is_adapter_tensor, save_adapter
 from edgeclick.train.config import ConfigError, TrainConfig
 from edgeclick.train.data import GT_KEY, POINTS_KEY, RGB_KEY, SDM_KEY, build_datasets
 from edgeclick.train.losses import BoundaryLoss, NormalizedFocalLoss, SigmoidBCELoss
@@ -110,6 +116,14 @@ def build_training_model(cfg: TrainConfig) -> tuple[ClickModel, list[str], str |
     model, initialised from base_checkpoint when one is given; every parameter trains.
     """
     config = cfg.model_config()
+    if cfg.from_early:
+        assert cfg.base_checkpoint is not None  # TrainConfig checks it
+        model, _ = late_from_early(cfg.base_checkpoint, config)
+        names = [n for n, p in model.named_parameters()
+                 if not (cfg.freeze_encoder and is_encoder_parameter(model, n))]
+        for n, p in model.named_parameters():
+            p.requires_grad_(n in names)
+        return model, names, sha256_file(cfg.base_checkpoint)
     if cfg.is_adapter_run:
         assert cfg.base_checkpoint is not None  # TrainConfig checks it
         model = attach_base(config, cfg.base_checkpoint)
@@ -125,6 +139,54 @@ def build_training_model(cfg: TrainConfig) -> tuple[ClickModel, list[str], str |
                                   f"model {config.to_dict()}")
         model.load_state_dict(init.state_dict())
     return model, [n for n, _ in model.named_parameters()], None
+
+
+ENCODER_MODULES: tuple[str, ...] = ("feature_extractor", "feature_proj")
+"""The late model's click-free encoder (edgeclick.model.late): what freeze_encoder fixes."""
+
+
+def encoder_modules(model: ClickModel) -> list[torch.nn.Module]:
+    """The late model's encoder submodules, inside a conv adapter's `base` where there is one."""
+    inner = getattr(model, "base", model)
+    return [getattr(inner, name) for name in ENCODER_MODULES]
+
+
+def is_encoder_parameter(model: ClickModel, name: str) -> bool:
+    """True for a frozen-encoder parameter of a late model; LoRA and adapter tensors always train."""
+    if is_adapter_tensor(name):
+        return False
+    inner = name.removeprefix("base.") if getattr(model, "base", None) is not None else name
+    return inner.split(".", 1)[0] in ENCODER_MODULES
+
+
+class FeatureCache:
+    """Encoder outputs of training crops by dataset index, kept in memory for the whole run.
+
+    With a frozen encoder a crop's encoder output never changes, so it is computed once: the decoder-only
+    steps that follow cost a fraction of a full forward. Holds float32 copies on the CPU
+    (hrnet18s at 192×288: 96×48×72 floats, 1.3 MB per crop).
+    """
+
+    def __init__(self) -> None:
+        self.items: dict[int, dict[str, torch.Tensor]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @torch.no_grad()
+    def lookup(self, model: ClickModel, rgb: torch.Tensor, indices: list[int]) -> dict[str, torch.Tensor]:
+        """Encoder outputs of a batch (B×… per name), computing and storing the crops not yet seen."""
+        todo = [k for k, i in enumerate(indices) if i not in self.items]
+        self.misses += len(todo)
+        self.hits += len(indices) - len(todo)
+        if todo:
+            fresh = model.encode(rgb[todo])
+            for j, k in enumerate(todo):
+                self.items[indices[k]] = {name: t[j].detach().clone() for name, t in fresh.items()}
+        names = self.items[indices[0]].keys()
+        return {name: torch.stack([self.items[i][name] for i in indices]).to(rgb.device) for name in names}
 
 
 def set_click_scale(model: ClickModel, value: float) -> None:
@@ -164,6 +226,7 @@ class ClickTrainer(L.LightningModule):
         self._train_ds: Dataset | None = None
         self._val_ds: Dataset | None = None
         self._sampler: EpochPermutationSampler | None = None
+        self.feature_cache = FeatureCache() if cfg.cache_encoder else None
 
     # -- modes -------------------------------------------------------------------------------------
     def train(self, mode: bool = True) -> "ClickTrainer":
@@ -171,6 +234,9 @@ class ClickTrainer(L.LightningModule):
         super().train(mode)
         if self.cfg.is_adapter_run:
             self.model.eval()
+        elif self.cfg.freeze_encoder:
+            for module in encoder_modules(self.model):
+                module.eval()
         return self
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
@@ -188,6 +254,7 @@ class ClickTrainer(L.LightningModule):
         """Build the datasets once per process (the same split on every rank: split_seed 0)."""
         if self._train_ds is None:
             train_ds, val_ds = build_datasets(self.cfg.data, split_seed=0)
+            train_ds.fix_crops = self.cfg.cache_encoder  # the cached encoder outputs are of these crops
             self._train_ds = IndexedDataset(train_ds)
             n_val = min(len(val_ds), self.cfg.val.samples)
             self._val_ds = IndexedDataset(Subset(val_ds, range(n_val))) if n_val > 0 else None
@@ -236,11 +303,13 @@ class ClickTrainer(L.LightningModule):
 
     # -- training ----------------------------------------------------------------------------------
     @torch.no_grad()
-    def simulate_clicks(self, rgb: torch.Tensor, gt: torch.Tensor, clicks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def simulate_clicks(self, rgb: torch.Tensor, gt: torch.Tensor, clicks: torch.Tensor,
+                        features: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
         """RITM's click simulation without gradient.
 
         Args:
-            rgb: B×3×H×W in [0, 1]; gt: B×1×H×W {1, 0, −1}; clicks: B×N×3 initial rows.
+            rgb: B×3×H×W in [0, 1]; gt: B×1×H×W {1, 0, −1}; clicks: B×N×3 initial rows;
+            features: the encoder outputs of rgb when they are fixed (frozen encoder): only the decoder runs.
 
         Returns:
             (clicks B×N×3 with n more rows, prev_mask B×1×H×W probabilities, n).
@@ -253,7 +322,8 @@ class ClickTrainer(L.LightningModule):
         self.model.eval()
         try:
             for _ in range(n):
-                prob = torch.sigmoid(self.model(rgb, clicks, prev)[contract.LOGITS].float()).to(rgb.dtype)
+                out = self.model(rgb, clicks, prev) if features is None else self.model.decode(features, clicks, prev)
+                prob = torch.sigmoid(out[contract.LOGITS].float()).to(rgb.dtype)
                 new = next_training_clicks(prob, gt, clicks, self.rng)
                 clicks = torch.as_tensor(new, dtype=clicks.dtype, device=clicks.device)
                 prev = prob
@@ -280,8 +350,9 @@ class ClickTrainer(L.LightningModule):
         rgb, gt = batch[RGB_KEY], batch[GT_KEY]
         if self.cfg.trainer.channels_last:
             rgb = rgb.contiguous(memory_format=torch.channels_last)
-        clicks, prev, n = self.simulate_clicks(rgb, gt, batch[POINTS_KEY])
-        out = self.model(rgb, clicks, prev)
+        features = self.encoder_outputs(rgb, batch)
+        clicks, prev, n = self.simulate_clicks(rgb, gt, batch[POINTS_KEY], features)
+        out = self.model(rgb, clicks, prev) if features is None else self.model.decode(features, clicks, prev)
         terms = self.loss_terms(out, gt, batch[SDM_KEY])
         size = rgb.shape[0]
         self.log("train/loss", terms["loss"], prog_bar=True, batch_size=size)
@@ -292,6 +363,17 @@ class ClickTrainer(L.LightningModule):
         if self.cfg.record_samples and INDEX_KEY in batch:
             self.seen_indices.extend(int(i) for i in batch[INDEX_KEY].tolist())
         return terms["loss"]
+
+    def encoder_outputs(self, rgb: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+        """The batch's encoder outputs when the encoder is frozen (from the cache when there is one), else None."""
+        if not self.cfg.freeze_encoder:
+            return None
+        if self.feature_cache is None or INDEX_KEY not in batch:
+            with torch.no_grad():
+                return self.model.encode(rgb)
+        outputs = self.feature_cache.lookup(self.model, rgb, [int(i) for i in batch[INDEX_KEY].tolist()])
+        self.log("train/cached_crops", float(len(self.feature_cache)), batch_size=rgb.shape[0])
+        return outputs
 
     def configure_optimizers(self) -> dict[str, Any]:
         o = self.cfg.optim

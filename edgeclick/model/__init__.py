@@ -44,8 +44,10 @@ def model_config(name: str, fusion: str = "early", adapter: Any = None, lora: An
         lora = LoRAConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in lora.items()})
     elif lora is True:
         lora = LoRAConfig()
+    # The late decoder is as wide as RITM's OCR head (2·ocr_width), so an early checkpoint's head carries over.
+    late = {"late_channels": 2 * ocr_width} if fusion == "late" else {}
     cfg = ModelConfig(arch=arch, width=width, ocr_width=ocr_width, small=small, fusion=fusion,
-                      adapter=adapter or None, lora=lora or None)
+                      adapter=adapter or None, lora=lora or None, **late)
     return replace(cfg, **overrides) if overrides else cfg
 
 

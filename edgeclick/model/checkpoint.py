@@ -99,6 +99,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
+def meta_input_size(payload: dict[str, Any]) -> tuple[int, int] | None:
+    """The input size [H, W] a checkpoint's meta says it is meant to run at (the letterbox size it was trained
+    and evaluated at), or None. `demo` and `calibrate` default to it."""
+    size = (payload.get("meta") or {}).get("input_size")
+    return (int(size[0]), int(size[1])) if size else None
+
+
 def load_checkpoint(path: str | Path) -> ClickModel:
     """Rebuild the model a checkpoint describes and load its weights (strict), in eval mode."""
     payload = read_checkpoint(path)

@@ -48,7 +48,8 @@ class ModelConfig:
 
     width / ocr_width / small: HRNet-OCR variant (RITM's HRNetModel arguments).
     click_radius: disk radius in pixels at the base model's resolution (RITM: 5).
-    late_channels: channel width of the late-fusion decoder.
+    late_channels: channel width of the late-fusion decoder (the registry sets 2·ocr_width for late models,
+        the width of RITM's OCR head, so an early checkpoint's head weights fit).
     """
 
     arch: str
