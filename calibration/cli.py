@@ -168,6 +168,7 @@ def cached_calibration_data(plan: "CalibrationPlan", args: argparse.Namespace) -
 def run_cli(args: argparse.Namespace) -> int:
     """Handler of `edgeclick calibrate`."""
     from edgeclick.data.datasets import load_dataset
+    from edgeclick.model.checkpoint import load_payload
 
     from .gate import (
         DEFAULT_THRESHOLD,
@@ -197,7 +198,10 @@ def run_cli(args: argparse.Namespace) -> int:
         return memo["data"]
 
     variants = build_variants(plan, calibration_data)
+    model_cfg = load_payload(plan.checkpoint)["config"]
     settings = {"checkpoint": str(plan.checkpoint), "size": list(plan.size), "target": plan.target,
+                "model": {"arch": model_cfg["arch"], "fusion": model_cfg["fusion"],
+                          "adapter": model_cfg.get("adapter") is not None},
                 "data": str(args.data), "calibration_data": str(args.calib_data or args.data),
                 "calibration": memo["data"].meta if "data" in memo else None, "methods": list(plan.methods)}
     if args.calib_data is None:

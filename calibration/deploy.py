@@ -9,6 +9,8 @@ depend on the weights), exported to ONNX at `--size`, and quantised: "int8" (bot
 encoder + fp32 decoder) and "int8dec" (fp32 encoder + int8 decoder), the one-graph ones assembled from the
 int8 and fp32 graphs. Every artifact, and any `--peer`, is then timed by runtimes.bench (a fresh worker
 per artifact and thread count, onnxruntime CPU) and the table is written by calibration/deploy_render.py.
+Rows of configurations with trained weights get their accuracy from `--accuracy` calibrate reports
+(calibration/deploy_accuracy.py), and the recommendation weighs accuracy and speed together.
 
 Artifacts go to `--work` (default artifacts/deploy) and are reused by a later run when their manifest
 names the same checkpoint, size and precision, so a re-measurement skips the exports.
@@ -159,6 +161,7 @@ def run_deploy_table(args: argparse.Namespace) -> int:
     from edgeclick.manifest import read_manifest
 
     from edgeclick.runtimes.bench import ARTIFACT, BenchConfig, BenchTarget, run_bench
+    from .deploy_accuracy import read_gate_accuracy
     from .deploy_render import write_deploy_report
 
     precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
@@ -173,6 +176,7 @@ def run_deploy_table(args: argparse.Namespace) -> int:
         for name in peers:  # a missing package is one line before any export
             require_peer(name)
     contract.check_size(*args.size)
+    accuracy = read_gate_accuracy(args.accuracy)  # a bad report is one line, before anything is measured
     if args.readme is not None:  # before the measurement, not after it
         from .deploy_render import README_END, README_START
 
@@ -191,7 +195,8 @@ def run_deploy_table(args: argparse.Namespace) -> int:
         targets += peer_bench_targets(peers, args.size, args.peer_dir, log=log)
     config = BenchConfig(warmup=args.warmup, runs=args.runs, sustain_seconds=0.0, threads=args.threads)
     report = run_bench(targets, config, progress=log)
-    files = write_deploy_report(report, entries, args.out, model=args.model, command=_command(args), readme=args.readme)
+    files = write_deploy_report(report, entries, args.out, model=args.model, command=_command(args), readme=args.readme,
+                                accuracy=accuracy)
     print(files["table"].read_text())
     print(f"report: {files['report']}")
     return 0
@@ -210,6 +215,7 @@ def _command(args: argparse.Namespace) -> str:
         parts.append(f"--precisions {args.precisions}")
     parts.append(f"--threads {','.join(map(str, args.threads))} --runs {args.runs}")
     parts += [f"--peer {p}" for p in args.peer or []]
+    parts += [f"--accuracy {p}" for p in args.accuracy or []]
     return " ".join(parts)
 
 
@@ -241,6 +247,9 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--peer", action="append", default=[], metavar="NAME",
                    help="also time a SAM-family peer (sam-vit-b, mobilesam; needs `pip install -e .[peers]`)")
     p.add_argument("--peer-dir", type=Path, default=Path("artifacts") / "peers", help="peer ONNX exports (made once)")
+    p.add_argument("--accuracy", action="append", default=[], metavar="CALIBRATION_JSON",
+                   help="accuracy of a trained configuration: the calibration.json of `edgeclick calibrate --target onnx` "
+                        "(its gate's NoC@90 and mIoU@5 per precision); repeat for several")
     p.add_argument("--calib-samples", type=int, default=2, help="synthetic images of the int8 calibration sessions")
     p.add_argument("--calib-clicks", type=int, default=3, help="clicks per calibration session")
     p.add_argument("--seed", type=int, default=0)

@@ -8,6 +8,7 @@ thread sweep per graph, so the gain of each extra thread is visible.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,9 +19,15 @@ from edgeclick.io import write_bytes_atomic, write_json_atomic, write_text_atomi
 
 from edgeclick.runtimes.side_by_side import SESSION_CLICKS, session_ms
 
+from .deploy_accuracy import recommend
 
-def deploy_rows(report: Any, entries: Sequence[Any]) -> list[dict[str, Any]]:
-    """One row per target in the report's order (entries give the configuration of edgeclick artifacts)."""
+NOC_MARGIN = 1.0  # clicks: how much NoC@90 the recommendation gives up for speed (recommend's default)
+
+
+def deploy_rows(report: Any, entries: Sequence[Any], accuracy: dict[tuple[str, bool, str], Any] | None = None) -> list[dict[str, Any]]:
+    """One row per target in the report's order (entries give the configuration of edgeclick artifacts;
+    `accuracy` the gate numbers of configurations with trained weights, calibration/deploy_accuracy.py)."""
+    accuracy = accuracy or {}
     by_label = {e.label: e for e in entries}
     rows = []
     for t in report.targets:
@@ -34,6 +41,8 @@ def deploy_rows(report: Any, entries: Sequence[Any]) -> list[dict[str, Any]]:
             "label": t.label, "kind": "edgeclick" if e else "peer",
             "fusion": e.fusion if e else None, "adapter": e.adapter if e else None,
             "precision": e.precision if e else "fp32",
+            "accuracy": (dataclasses.asdict(accuracy[(e.fusion, e.adapter, e.precision)])
+                         if e and (e.fusion, e.adapter, e.precision) in accuracy else None),
             "encoder_ms": enc.encoder.p50_ms, "encoder_threads": enc.threads,
             "decoder_ms": dec.decoder.p50_ms, "decoder_threads": dec.threads,
             "session_ms": session_ms(enc.encoder.p50_ms, dec.decoder.p50_ms),
@@ -46,17 +55,47 @@ def deploy_rows(report: Any, entries: Sequence[Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def accuracy_cells(row: dict[str, Any]) -> tuple[str, str]:
+    """(NoC@90, mIoU@5) cells of a row: the gate's numbers, "refused" marked; a row without any says why."""
+    acc = row.get("accuracy")
+    if row["kind"] != "edgeclick":
+        return "-", "-"
+    if acc is None:
+        return "no trained weights", "-"
+    refused = "" if acc["passed"] else " (refused by the gate)"
+    miou = "-" if acc["miou5"] is None else f"{acc['miou5']:.3f}"
+    return f"{acc['noc90']:.2f}{refused}", miou
+
+
 def deploy_table_markdown(rows: Sequence[dict[str, Any]]) -> str:
-    """The main table: one line per configuration × precision, then the peers."""
+    """The main table: one line per configuration × precision, then the peers; the recommendation below it."""
     lines = [f"| configuration | precision | encoder ms/image | decoder ms/click | session 1 image + {SESSION_CLICKS} clicks ms "
-             "| files MB | peak RSS MiB |", "|---|---|---:|---:|---:|---:|---:|"]
+             "| files MB | peak RSS MiB | NoC@90 | mIoU@5 |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         name = r["label"].split(" · ")[0] if r["kind"] == "edgeclick" else f"**{r['label']}**"
         size = "-" if r["size_mb"] is None else f"{r['size_mb']:.1f}"
+        noc, miou = accuracy_cells(r)
         lines.append(f"| {name} | {r['precision']} | {r['encoder_ms']:.0f} ({r['encoder_threads']} thr) "
                      f"| {r['decoder_ms']:.1f} ({r['decoder_threads']} thr) | {r['session_ms']:.0f} | {size} "
-                     f"| {r['peak_rss_mib']:.0f} |")
-    return "\n".join(lines)
+                     f"| {r['peak_rss_mib']:.0f} | {noc} | {miou} |")
+    return "\n".join(lines + ["", recommendation_text(rows)])
+
+
+def recommendation_text(rows: Sequence[dict[str, Any]]) -> str:
+    """One paragraph: where the accuracy comes from, and the row chosen by accuracy and speed together."""
+    judged = [r["accuracy"] for r in rows if r.get("accuracy")]
+    if not judged:
+        return ("Accuracy: no configuration here has trained weights with a calibrate report (pass `--accuracy "
+                "reports/calibration/NAME/calibration.json`), so no row can be recommended on accuracy.")
+    sources = sorted({f"{Path(a['checkpoint']).name} on {Path(a['dataset']).name} at {a['size'][0]}×{a['size'][1]}"
+                      for a in judged})
+    pick = recommend(rows)
+    head = ("Accuracy (NoC@90 on IoU, mean IoU after 5 clicks) is `edgeclick calibrate`'s gate, through the exported "
+            f"and quantised graphs: {'; '.join(sources)}.")
+    if pick is None:
+        return head + " No row with accuracy passed the gate."
+    return (head + f" **Recommended: {pick['label'].replace(' · ', ', ')}** — the fastest session "
+            f"({pick['session_ms']:.0f} ms) among gate-passed rows within {NOC_MARGIN:g} click of the best NoC@90.")
 
 
 def sweep_markdown(rows: Sequence[dict[str, Any]]) -> str:
@@ -96,11 +135,12 @@ def plot_sessions(rows: Sequence[dict[str, Any]]) -> bytes:
 
 
 def write_deploy_report(report: Any, entries: Sequence[Any], out_dir: str | Path, *, model: str, command: str,
-                        readme: str | Path | None = None) -> dict[str, Path]:
+                        readme: str | Path | None = None,
+                        accuracy: dict[tuple[str, bool, str], Any] | None = None) -> dict[str, Path]:
     """deploy.md (+ table.md, the table alone), deploy.json and sessions.png in `out_dir`; with `readme`, the
     table also replaces the README's deploy-table block (update_readme)."""
     out = Path(out_dir)
-    rows = deploy_rows(report, entries)
+    rows = deploy_rows(report, entries, accuracy)
     m, c = report.machine, report.config
     loads = sorted({round(r.load_1m, 2) for r in report.results if r.load_1m is not None})
     table = deploy_table_markdown(rows)

@@ -114,6 +114,7 @@ class VariantResult:
         session_ms / session_ratio: one image + 5 clicks, encoder_ms + 5 × decoder_ms (ms), and / the baseline's.
         noc: "noc85", "noc90", "noc85_boundary", "noc90_boundary" → mean clicks.
         delta_noc: the same keys → variant − baseline (clicks).
+        miou: "miou@1", "miou@3", "miou@5" → mean IoU after that many clicks (what deploy-table quotes).
         mask_iou_mean / mask_iou_min: parity against PyTorch fp32, over every compared click.
         parity_passed: the contract gate for the variant's precision.
     """
@@ -135,6 +136,7 @@ class VariantResult:
     session_ratio: float | None = None
     noc: dict[str, float] = field(default_factory=dict)
     delta_noc: dict[str, float] = field(default_factory=dict)
+    miou: dict[str, float] = field(default_factory=dict)
     mask_iou_mean: float | None = None
     mask_iou_min: float | None = None
     parity_passed: bool | None = None
@@ -171,6 +173,14 @@ def noc_numbers(summary: Summary) -> dict[str, float]:
     """The table's NoC columns from an evaluation summary (mean clicks)."""
     return {"noc85": summary.noc[0.85], "noc90": summary.noc[0.90],
             "noc85_boundary": summary.noc_boundary[0.85], "noc90_boundary": summary.noc_boundary[0.90]}
+
+
+MIOU_CLICKS: tuple[int, ...] = (1, 3, 5)
+
+
+def miou_numbers(summary: Summary) -> dict[str, float]:
+    """Mean IoU after 1, 3 and 5 clicks (those within the evaluation's click budget)."""
+    return {f"miou@{k}": summary.miou[k - 1] for k in MIOU_CLICKS if k <= len(summary.miou)}
 
 
 def judge(baseline: dict[str, float], variant: dict[str, float], threshold: float,
@@ -333,7 +343,8 @@ def run_gate(variants: Sequence[Variant], dataset: Any, config: GateConfig = Gat
             row.publish = str(v.publish or v.artifact)
             row.size_mb = artifact_size_mb(manifest)
             log(f"calibrate: NoC of {v.name} on {getattr(dataset, 'name', 'the dataset')}")
-            row.noc = noc_numbers(_evaluate(v, dataset, config, progress))
+            summary = _evaluate(v, dataset, config, progress)
+            row.noc, row.miou = noc_numbers(summary), miou_numbers(summary)
             log(f"calibrate: parity of {v.name} against PyTorch fp32")
             parity = _parity(v, manifest, samples, config, references)
         except Exception as exc:  # one broken variant must not sink the table; the baseline must run

@@ -15,10 +15,22 @@ ARGS = ["deploy-table", "--model", "tiny", "--size", "64x96", "--threads", "1", 
         "--configs", "late", "--precisions", "fp32,int8enc,int8dec"]
 
 
+def gate_report(path: Path, fusion: str = "late", target: str = "onnx") -> Path:
+    """A calibration.json as `edgeclick calibrate` writes it (the fields deploy-table reads)."""
+    rows = [{"name": "fp32", "status": "baseline", "noc": {"noc90": 5.0}, "miou": {"miou@5": 0.81}},
+            {"name": "int8enc-minmax", "status": "pass", "noc": {"noc90": 5.25}, "miou": {"miou@5": 0.80}},
+            {"name": "int8dec-minmax", "status": "FAIL", "noc": {"noc90": 9.5}, "miou": {"miou@5": 0.52}},
+            {"name": "int8dec-entropy", "status": "FAIL", "noc": {"noc90": 9.9}, "miou": {"miou@5": 0.50}}]
+    path.write_text(json.dumps({"dataset": "grabcut", "settings": {"checkpoint": "models/reference/late.pt", "size": [256, 384],
+                                "target": target, "model": {"fusion": fusion, "adapter": False}}, "rows": rows}))
+    return path
+
+
 def test_deploy_table_writes_the_table_and_reuses_artifacts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     work, out, readme = tmp_path / "work", tmp_path / "out", tmp_path / "README.md"
     readme.write_text("# x\n\nbefore\n<!-- deploy-table:start -->\nold table\n<!-- deploy-table:end -->\nafter\n")
-    assert main([*ARGS, "--work", str(work), "--out", str(out), "--readme", str(readme)]) == 0
+    accuracy = gate_report(tmp_path / "calibration.json")
+    assert main([*ARGS, "--work", str(work), "--out", str(out), "--readme", str(readme), "--accuracy", str(accuracy)]) == 0
     first = capsys.readouterr()
     assert "exporting tiny-late-64x96" in first.err
     data = json.loads((out / "deploy.json").read_text())
@@ -29,6 +41,14 @@ def test_deploy_table_writes_the_table_and_reuses_artifacts(tmp_path: Path, caps
         assert r["size_mb"] > 0 and r["peak_rss_mib"] > 0 and set(r["sweep"]) == {"1"}
     assert {"deploy.md", "table.md", "deploy.json", "sessions.png"} <= {p.name for p in out.iterdir()}
     assert "| late | int8dec |" in (out / "table.md").read_text() and "Thread sweep" in (out / "deploy.md").read_text()
+    # Accuracy is the gate's, per precision; a refused variant says so; the pick weighs NoC and session time.
+    table = (out / "table.md").read_text()
+    assert [(r["accuracy"]["noc90"], r["accuracy"]["passed"]) for r in data["rows"]] == [(5.0, True), (5.25, True), (9.5, False)]
+    assert "| 5.00 | 0.810 |" in table and "| 9.50 (refused by the gate) | 0.520 |" in table
+    passed = [r for r in data["rows"] if r["accuracy"]["passed"]]
+    fastest = min(passed, key=lambda r: r["session_ms"])
+    assert f"**Recommended: {fastest['label'].replace(' · ', ', ')}**" in table
+    assert "late.pt on grabcut at 256×384" in table
     text = readme.read_text()
     assert "old table" not in text and (out / "table.md").read_text().strip() in text
     assert text.startswith("# x\n\nbefore\n") and text.endswith("<!-- deploy-table:end -->\nafter\n")
@@ -42,10 +62,13 @@ def test_deploy_table_writes_the_table_and_reuses_artifacts(tmp_path: Path, caps
     assert main([*ARGS, "--work", str(work), "--out", str(out)]) == 0
     again = capsys.readouterr()
     assert "exporting" not in again.err and "recording" not in again.err  # the artifacts were reused
+    table = (out / "table.md").read_text()  # without --accuracy: no row claims accuracy, none is recommended
+    assert "no trained weights" in table and "Recommended" not in table
 
 
 @pytest.mark.parametrize("extra,phrase", [(["--precisions", "fp8"], "--precisions"), (["--configs", "middle"], "--configs"),
-                                          (["--size", "60x96"], "multiple"), (["--readme", "/nonexistent.md"], "--readme")])
+                                          (["--size", "60x96"], "multiple"), (["--readme", "/nonexistent.md"], "--readme"),
+                                          (["--accuracy", "/nonexistent.json"], "--accuracy")])
 def test_deploy_table_bad_input(extra: list[str], phrase: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     try:
         code = main(["deploy-table", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o"), *extra])
