@@ -92,3 +92,26 @@ def test_training_wall_seconds_adds_up_resumed_processes(tmp_path: Path) -> None
             writer.add_event(Event(wall_time=start + offset, step=step))
         writer.close()
     assert training_wall_seconds(tmp_path / "run") == pytest.approx(240.0, abs=2.0)
+
+
+def test_protocol_table_compares_late_with_early_on_every_dataset(tmp_path: Path) -> None:
+    from edgeclick.train.protocol_table import main as table_main
+
+    early, late = tmp_path / "early.pt", tmp_path / "late.pt"
+    save_checkpoint(create_model("tiny", fusion="early"), early)
+    save_checkpoint(create_model("tiny", fusion="late"), late,
+                    meta={"global_step": 1200, "train_config": {"from_early": True, "freeze_encoder": True}})
+    args = ["--out", str(tmp_path / "late.md"), "--dataset", "GrabCut", "--dataset", "HR",
+            "--row", "early_base", str(early), str(_summary(tmp_path / "e1", 10.0, 19.0)), str(_summary(tmp_path / "e2", 12.0, 19.5)),
+            "--row", "late_a", str(late), str(_summary(tmp_path / "l1", 10.5, 19.2)), str(_summary(tmp_path / "l2", 14.0, 19.9))]
+    assert table_main(args) == 0
+    text = (tmp_path / "late.md").read_text()
+    assert "| late_a | late, from early, backbone frozen, 1200 steps | 10.25 | 10.50 | 18.20 | 19.20 | 0.500 | 0.540 | 0.580 |" in text
+    assert "GrabCut: best late (late_a) NoC@90 10.50 vs early_base 10.00: +0.50 clicks (within the goal" in text
+    assert "HR: best late (late_a) NoC@90 14.00 vs early_base 12.00: +2.00 clicks (goal missed by 1.00 clicks" in text
+    saved = json.loads((tmp_path / "late.json").read_text())
+    assert saved["rows"][1]["cells"][1]["noc90"] == 14.0
+    # Rows evaluated with other click budgets are not comparable: refused.
+    odd = _summary(tmp_path / "odd", 9.0, 18.0, n=7)
+    with pytest.raises(ValueError, match="different click budgets"):
+        table_main([*args[:5], "--row", "x", str(late), str(odd), str(tmp_path / "l2"), *args[5:]])

@@ -172,3 +172,54 @@ ablation: $(foreach r,base $(ABLATIONS),$(RUNS)/ablation/$(r)/eval_grabcut/summa
 
 .PRECIOUS: $(RUNS)/ablation/%/best.adapter.pt $(RUNS)/ablation/%/merged.pt $(RUNS)/ablation/%/eval_grabcut/summary.json \
            $(RUNS)/ablation/%/eval_holdout/summary.json
+
+# --- late fusion from an early checkpoint: the fast path with trained weights ----------------------------
+# `make late-from-early` trains variant (a) (train/configs/late_from_early.yaml: backbone frozen, encoder outputs
+# cached) from the bundled early base, then evaluates every row of the protocol table with one protocol:
+# GrabCut at each image's own size (RITM's) and letterboxed to 256x384, and the held-out synthetic objects at
+# 256x384, 20 clicks each; `make late-table` writes models/reference/late_fusion.md. Other rows:
+# LATE_VARIANTS="lora conv scratch" (train/configs/late/*.yaml).
+# By absolute path: the bundled base is a file to read here, not `bundle-reference`'s target to rebuild from runs/.
+LATE_BASE      ?= $(abspath $(REF)/base_w18s.pt)
+LATE_RUN       := $(RUNS)/late_from_early_w18s
+LATE_VARIANTS  ?=
+LATE_TABLE     ?= $(REF)/late_fusion.md
+PROTOCOL       := $(RUNS)/protocol
+PROTOCOL_SIZE  ?= 256x384
+
+$(LATE_RUN)/last.pt: $(LATE_BASE)
+	$(call train_run,$(CONFIGS)/late_from_early.yaml,$(LATE_RUN),base_checkpoint=$<)
+
+$(RUNS)/late/%/last.pt: $(LATE_BASE)
+	$(call train_run,$(CONFIGS)/late/$*.yaml,$(RUNS)/late/$*,$(if $(filter scratch,$*),,base_checkpoint=$<))
+
+# Each row's weights, copied once, so that one set of pattern rules evaluates them all.
+$(PROTOCOL)/early_base/model.pt: $(LATE_BASE)
+$(PROTOCOL)/late_a/model.pt: $(LATE_RUN)/last.pt
+$(foreach v,$(LATE_VARIANTS),$(eval $(PROTOCOL)/late_$(v)/model.pt: $(RUNS)/late/$(v)/last.pt))
+$(PROTOCOL)/%/model.pt:
+	@mkdir -p $(@D)
+	cp $< $@.tmp && mv $@.tmp $@
+
+$(PROTOCOL)/%/grabcut_own/summary.json: $(PROTOCOL)/%/model.pt
+	$(call evaluate,$<,$(GRABCUT),$(@D))
+
+$(PROTOCOL)/%/grabcut_letterbox/summary.json: $(PROTOCOL)/%/model.pt
+	$(call evaluate,$<,$(GRABCUT),$(@D)) --size $(PROTOCOL_SIZE)
+
+$(PROTOCOL)/%/holdout/summary.json: $(PROTOCOL)/%/model.pt | $(HOLDOUT_BASE)/gt
+	$(call evaluate,$<,$(HOLDOUT_BASE),$(@D),hq) --size $(PROTOCOL_SIZE)
+
+protocol_evals = $(foreach d,grabcut_own grabcut_letterbox holdout,$(PROTOCOL)/$(1)/$(d)/summary.json)
+LATE_ROWS := early_base late_a $(foreach v,$(LATE_VARIANTS),late_$(v))
+
+.PHONY: late-from-early late-table
+late-from-early: $(foreach r,$(LATE_ROWS),$(call protocol_evals,$(r))) $(LATE_RUN)/learning_curve.png
+
+late-table: late-from-early
+	$(BIN)/python -m edgeclick.train.protocol_table --out $(LATE_TABLE) \
+		--dataset "GrabCut (own size)" --dataset "GrabCut ($(PROTOCOL_SIZE))" --dataset "held-out synthetic ($(PROTOCOL_SIZE))" \
+		$(foreach r,$(LATE_ROWS),--row $(r) $(PROTOCOL)/$(r)/model.pt $(call protocol_evals,$(r)))
+
+.PRECIOUS: $(PROTOCOL)/%/model.pt $(PROTOCOL)/%/grabcut_own/summary.json $(PROTOCOL)/%/grabcut_letterbox/summary.json \
+           $(PROTOCOL)/%/holdout/summary.json $(RUNS)/late/%/last.pt
