@@ -114,4 +114,4 @@ def test_protocol_table_compares_late_with_early_on_every_dataset(tmp_path: Path
     # Rows evaluated with other click budgets are not comparable: refused.
     odd = _summary(tmp_path / "odd", 9.0, 18.0, n=7)
     with pytest.raises(ValueError, match="different click budgets"):
-        table_main([*args[:5], "--row", "x", str(late), str(odd), str(tmp_path / "l2"), *args[5:]])
+        table_main([*args, "--row", "odd", str(late), str(odd), str(tmp_path / "l2")])
