@@ -1,7 +1,7 @@
 """`edgeclick demo` (`make demo`): the whole deployment path on real images, in a few minutes.
 
-1. checkpoint: the one given, else the bundled reference model, else an untrained hrnet18s (said loudly:
-   its masks are meaningless, its timings are real);
+1. checkpoint: the one given, else the bundled model DEMO_RULE picks (the fastest that is accurate enough),
+   else an untrained hrnet18s (said loudly: its masks are meaningless, its timings are real);
 2. export it to ONNX (fp32) and CoreML (fp16) (`edgeclick export`);
 3. parity of every artifact that can run here against PyTorch, with RITM click sessions on GrabCut
    samples (`edgeclick parity`);
@@ -29,7 +29,15 @@ from edgeclick import contract
 from edgeclick.io import write_bytes_atomic
 
 # What `make bundle-reference` writes (train/train.mk): the reference base, hrnet18s trained on this CPU.
-BUNDLED = Path(__file__).resolve().parents[1] / "models" / "reference" / "base_w18s.pt"
+REFERENCE = Path(__file__).resolve().parents[1] / "models" / "reference"
+BUNDLED = REFERENCE / "base_w18s.pt"
+PROTOCOL_TABLE = REFERENCE / "late_fusion.json"
+"""`make late-table`'s numbers: every bundled row evaluated with one protocol (train/protocol_table.py)."""
+EARLY_ROW, RULE_DATASET, RULE_CLICKS = "early_base", 0, 1.0
+DEMO_RULE = ("the demo's default is the fastest bundled model whose GrabCut NoC@90 (each image at its own size, "
+             f"RITM's protocol) is within +{RULE_CLICKS:g} click of the bundled early base's, both from "
+             "models/reference/late_fusion.json; late fusion is the faster (a click runs the decoder alone), "
+             "and among late models the lower NoC@90 wins; when none qualifies, the early base")
 DEFAULT_DATA = Path("../shared/data/grabcut")
 SYNTHETIC_HOLDOUT = "synthetic-holdout"
 """meta["demo_data"] of a checkpoint trained on synthetic objects only."""
@@ -42,7 +50,7 @@ def _checkpoint(args: argparse.Namespace, work: Path) -> tuple[Path, str]:
     if args.checkpoint is not None:
         return args.checkpoint, "given"
     if BUNDLED.is_file():
-        return BUNDLED, "bundled reference model"
+        return choose_bundled(REFERENCE, BUNDLED)
     import torch
 
     from edgeclick.model import create_model
@@ -55,6 +63,31 @@ def _checkpoint(args: argparse.Namespace, work: Path) -> tuple[Path, str]:
           "      hrnet18s late-fusion model. Masks are meaningless; export, parity plumbing and timings are real.",
           file=sys.stderr)
     return path, "untrained hrnet18s (no reference model bundled yet)"
+
+
+def choose_bundled(folder: Path, early: Path) -> tuple[Path, str]:
+    """(checkpoint, why) by DEMO_RULE among folder's bundled *.pt files that name their protocol row."""
+    import json
+
+    from edgeclick.model.checkpoint import read_checkpoint
+
+    table = folder / PROTOCOL_TABLE.name
+    if not table.is_file():
+        return early, "bundled reference model (no late_fusion.json to judge faster ones by)"
+    rows = {r["label"]: r for r in json.loads(table.read_text())["rows"]}
+    if EARLY_ROW not in rows:
+        return early, f"bundled reference model ({table.name} has no {EARLY_ROW} row)"
+    limit = rows[EARLY_ROW]["cells"][RULE_DATASET]["noc90"] + RULE_CLICKS
+    qualified = []
+    for path in sorted(folder.glob("*.pt")):
+        payload = read_checkpoint(path)
+        row = rows.get((payload.get("meta") or {}).get("protocol_row"))
+        if row is not None and payload["config"]["fusion"] == "late" and row["cells"][RULE_DATASET]["noc90"] <= limit:
+            qualified.append((row["cells"][RULE_DATASET]["noc90"], path))
+    if not qualified:
+        return early, f"bundled early base: no bundled late model within +{RULE_CLICKS:g} click NoC@90 of it"
+    noc, path = min(qualified)
+    return path, f"bundled late model (GrabCut NoC@90 {noc:.2f}, within +{RULE_CLICKS:g} of the early base's {limit - RULE_CLICKS:.2f})"
 
 
 def _demo_data(args: argparse.Namespace, meta: dict[str, Any], out: Path) -> tuple[Path, str | None]:
