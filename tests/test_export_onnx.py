@@ -105,7 +105,8 @@ def test_session_over_onnxruntime_equals_session_over_torch(key: str, artifacts:
     for x, y, positive in clicks:
         ours, ref = (s.click(x, y, positive) for s in sessions)
         assert ours.shape == image_u8.shape[:2]
-        assert np.abs(ours - ref).max() <= 1e-4
+        # Probabilities: sigmoid's slope is at most 1/4, so the contract's logit gate bounds them by a quarter of it.
+        assert np.abs(ours - ref).max() <= contract.TOLERANCES["fp32"].max_abs_logit / 4
     assert len(sessions[0].clicks) == 3 and ref.std() > 1e-3
 
 
@@ -325,7 +326,12 @@ def test_artifact_of_a_model_with_another_click_radius_says_so(tmp_path: Path) -
     artifact of a radius-3 model carries 3 in its manifest and graph metadata, the contract hash it carries
     is the one fixed contract, and its decoder draws radius-3 disks."""
     assert "radius" not in json.dumps(contract.describe())
-    models = {r: randomize_(create_model("tiny", fusion="late", click_radius=r), seed=3) for r in (3, 5)}
+    # Default init, not randomize_: its random BN statistics saturate the late head's region attention, and
+    # the two radii's masks then differ by less than 1e-3 (measured 4.8e-4; 4.8e-3 with the default init).
+    models = {}
+    for r in (3, 5):
+        torch.manual_seed(3)
+        models[r] = create_model("tiny", fusion="late", click_radius=r).eval()
     art = run.export(save_checkpoint(models[3], tmp_path / "r3.pt"), "onnx", size=SIZE, out_root=tmp_path / "out")[0]
     manifest = read_manifest(art)
     assert manifest.model["click_radius"] == 3 and manifest.model_config().click_radius == 3
