@@ -195,6 +195,7 @@ $(RUNS)/late/%/last.pt: $(LATE_BASE)
 
 # Each row's weights, copied once, so that one set of pattern rules evaluates them all.
 $(PROTOCOL)/early_base/model.pt: $(LATE_BASE)
+$(PROTOCOL)/early_adapter/model.pt: $(abspath $(REF)/adapter_w18s.pt)
 $(PROTOCOL)/late_a/model.pt: $(LATE_RUN)/last.pt
 $(foreach v,$(LATE_VARIANTS),$(eval $(PROTOCOL)/late_$(v)/model.pt: $(RUNS)/late/$(v)/last.pt))
 $(PROTOCOL)/%/model.pt:
