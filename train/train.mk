@@ -224,3 +224,8 @@ late-table: late-from-early
 
 .PRECIOUS: $(PROTOCOL)/%/model.pt $(PROTOCOL)/%/grabcut_own/summary.json $(PROTOCOL)/%/grabcut_letterbox/summary.json \
            $(PROTOCOL)/%/holdout/summary.json $(RUNS)/late/%/last.pt
+
+# The bundled late model: variant (a)'s final weights at the protocol's letterbox size, named by its table row
+# (the demo's DEMO_RULE reads that row's GrabCut NoC@90 in late_fusion.json).
+$(REF)/late_w18s.pt: $(LATE_RUN)/last.pt
+	$(BIN)/python -m edgeclick.train.bundle $< $@ --input-size $(PROTOCOL_SIZE) --protocol-row late_a
