@@ -16,9 +16,9 @@ ARGS = ["deploy-table", "--model", "tiny", "--size", "64x96", "--threads", "1", 
 
 
 def test_deploy_table_writes_the_table_and_reuses_artifacts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    work, out, readme = tmp_path / "work", tmp_path / "out", tmp_path / "README.md"
-    readme.write_text("# x\n\nbefore\n<!-- deploy-table:start -->\nold table\n<!-- deploy-table:end -->\nafter\n")
-    assert main([*ARGS, "--work", str(work), "--out", str(out), "--readme", str(readme)]) == 0
+    work, out, doc = tmp_path / "work", tmp_path / "out", tmp_path / "deploy.md"
+    doc.write_text("# x\n\nbefore\n<!-- deploy-table:start -->\nold table\n<!-- deploy-table:end -->\nafter\n")
+    assert main([*ARGS, "--work", str(work), "--out", str(out), "--doc", str(doc)]) == 0
     first = capsys.readouterr()
     assert "exporting tiny-late-64x96" in first.err
     data = json.loads((out / "deploy.json").read_text())
@@ -29,7 +29,7 @@ def test_deploy_table_writes_the_table_and_reuses_artifacts(tmp_path: Path, caps
         assert r["size_mb"] > 0 and r["peak_rss_mib"] > 0 and set(r["sweep"]) == {"1"}
     assert {"deploy.md", "table.md", "deploy.json", "sessions.png"} <= {p.name for p in out.iterdir()}
     assert "| late | int8dec |" in (out / "table.md").read_text() and "Thread sweep" in (out / "deploy.md").read_text()
-    text = readme.read_text()
+    text = doc.read_text()
     assert "old table" not in text and (out / "table.md").read_text().strip() in text
     assert text.startswith("# x\n\nbefore\n") and text.endswith("<!-- deploy-table:end -->\nafter\n")
     assert "Measured by `edgeclick deploy-table --model tiny --size 64x96 --configs late" in text
@@ -45,7 +45,8 @@ def test_deploy_table_writes_the_table_and_reuses_artifacts(tmp_path: Path, caps
 
 
 @pytest.mark.parametrize("extra,phrase", [(["--precisions", "fp8"], "--precisions"), (["--configs", "middle"], "--configs"),
-                                          (["--size", "60x96"], "multiple"), (["--readme", "/nonexistent.md"], "--readme")])
+                                          (["--size", "60x96"], "multiple"), (["--doc", "/nonexistent.md"], "--doc"),
+                                          (["--readme", "/nonexistent.md"], "--doc")])
 def test_deploy_table_bad_input(extra: list[str], phrase: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     try:
         code = main(["deploy-table", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o"), *extra])
