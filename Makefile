@@ -72,13 +72,13 @@ calibrate: $(STAMP)
 	$(BIN)/edgeclick calibrate --checkpoint $(or $(CKPT),$(CALIB_CKPT)) --target $(TARGET) --data $(DATA) \
 		--calib-data $(CALIB_DATA) $(if $(SIZE),--size $(SIZE)) $(CALIBRATE_ARGS)
 
-# README's "which configuration should I deploy" table: every fusion × adapter × precision (+ SAM peers when the
+# The "which configuration to deploy" table: every fusion × adapter × precision (+ SAM peers when the
 # peers extra is installed: DEPLOY_ARGS="--peer sam-vit-b --peer mobilesam") → reports/deploy/{deploy.md,table.md,
-# deploy.json,sessions.png}, and the table replaces README.md's deploy-table block.
+# deploy.json,sessions.png}, and the table replaces docs/deploy.md's deploy-table block (README.md quotes its rows).
 DEPLOY_ARGS ?=
 .PHONY: deploy-table
 deploy-table: $(STAMP)
-	$(BIN)/edgeclick deploy-table --readme README.md $(DEPLOY_ARGS)
+	$(BIN)/edgeclick deploy-table --doc docs/deploy.md $(DEPLOY_ARGS)
 
 bench-model: $(STAMP)
 	$(BIN)/python -m edgeclick.bench_model

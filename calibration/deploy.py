@@ -177,12 +177,12 @@ def run_deploy_table(args: argparse.Namespace) -> int:
             require_peer(name)
     contract.check_size(*args.size)
     accuracy = read_gate_accuracy(args.accuracy)  # a bad report is one line, before anything is measured
-    if args.readme is not None:  # before the measurement, not after it
-        from .deploy_render import README_END, README_START
+    if args.doc is not None:  # before the measurement, not after it
+        from .deploy_render import TABLE_END, TABLE_START
 
-        text = Path(args.readme).read_text() if Path(args.readme).is_file() else ""
-        if README_START not in text or README_END not in text:
-            raise ValueError(f"--readme {args.readme}: no {README_START} … {README_END} block; add the two lines "
+        text = Path(args.doc).read_text() if Path(args.doc).is_file() else ""
+        if TABLE_START not in text or TABLE_END not in text:
+            raise ValueError(f"--doc {args.doc}: no {TABLE_START} … {TABLE_END} block; add the two lines "
                              "where the table goes")
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     entries = build_artifacts(args.model, args.size, args.work, configs=configs, precisions=precisions, seed=args.seed,
@@ -195,7 +195,7 @@ def run_deploy_table(args: argparse.Namespace) -> int:
         targets += peer_bench_targets(peers, args.size, args.peer_dir, log=log)
     config = BenchConfig(warmup=args.warmup, runs=args.runs, sustain_seconds=0.0, threads=args.threads)
     report = run_bench(targets, config, progress=log)
-    files = write_deploy_report(report, entries, args.out, model=args.model, command=_command(args), readme=args.readme,
+    files = write_deploy_report(report, entries, args.out, model=args.model, command=_command(args), doc=args.doc,
                                 accuracy=accuracy)
     print(files["table"].read_text())
     print(f"report: {files['report']}")
@@ -255,6 +255,8 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", type=Path, default=Path("artifacts") / "deploy", help="artifacts (reused by later runs)")
     p.add_argument("--out", type=Path, default=Path("reports") / "deploy", help="report folder")
-    p.add_argument("--readme", type=Path, default=None,
-                   help="also put the table into this file between <!-- deploy-table:start --> and <!-- deploy-table:end -->")
+    # --readme: the flag's name while the table lived in README.md
+    p.add_argument("--doc", "--readme", dest="doc", type=Path, default=None, metavar="MARKDOWN",
+                   help="also put the table into this Markdown file (docs/deploy.md) between "
+                        "<!-- deploy-table:start --> and <!-- deploy-table:end -->")
     p.set_defaults(func=run_deploy_table)

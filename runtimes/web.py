@@ -307,7 +307,7 @@ def serve(site: WebSite, host: str, port: int) -> int:
     print(f"edgeclick web: serving {site.artifact} on http://{host}:{bound}/  (Ctrl-C stops)", flush=True)
     if host in ("0.0.0.0", "::"):
         print("  reachable from this network: open http://<this machine's LAN address>:"
-              f"{bound}/ on the phone (see README, Browser runtime)", flush=True)
+              f"{bound}/ on the phone (see docs/browser.md)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -27,10 +27,10 @@ def gate_report(path: Path, fusion: str = "late", target: str = "onnx") -> Path:
 
 
 def test_deploy_table_writes_the_table_and_reuses_artifacts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    work, out, readme = tmp_path / "work", tmp_path / "out", tmp_path / "README.md"
-    readme.write_text("# x\n\nbefore\n<!-- deploy-table:start -->\nold table\n<!-- deploy-table:end -->\nafter\n")
+    work, out, doc = tmp_path / "work", tmp_path / "out", tmp_path / "deploy.md"
+    doc.write_text("# x\n\nbefore\n<!-- deploy-table:start -->\nold table\n<!-- deploy-table:end -->\nafter\n")
     accuracy = gate_report(tmp_path / "calibration.json")
-    assert main([*ARGS, "--work", str(work), "--out", str(out), "--readme", str(readme), "--accuracy", str(accuracy)]) == 0
+    assert main([*ARGS, "--work", str(work), "--out", str(out), "--doc", str(doc), "--accuracy", str(accuracy)]) == 0
     first = capsys.readouterr()
     assert "exporting tiny-late-64x96" in first.err
     data = json.loads((out / "deploy.json").read_text())
@@ -49,7 +49,7 @@ def test_deploy_table_writes_the_table_and_reuses_artifacts(tmp_path: Path, caps
     fastest = min(passed, key=lambda r: r["session_ms"])
     assert f"**Recommended: {fastest['label'].replace(' · ', ', ')}**" in table
     assert "late.pt on grabcut at 256×384" in table
-    text = readme.read_text()
+    text = doc.read_text()
     assert "old table" not in text and (out / "table.md").read_text().strip() in text
     assert text.startswith("# x\n\nbefore\n") and text.endswith("<!-- deploy-table:end -->\nafter\n")
     assert "Measured by `edgeclick deploy-table --model tiny --size 64x96 --configs late" in text
@@ -67,8 +67,8 @@ def test_deploy_table_writes_the_table_and_reuses_artifacts(tmp_path: Path, caps
 
 
 @pytest.mark.parametrize("extra,phrase", [(["--precisions", "fp8"], "--precisions"), (["--configs", "middle"], "--configs"),
-                                          (["--size", "60x96"], "multiple"), (["--readme", "/nonexistent.md"], "--readme"),
-                                          (["--accuracy", "/nonexistent.json"], "--accuracy")])
+                                          (["--size", "60x96"], "multiple"), (["--doc", "/nonexistent.md"], "--doc"),
+                                          (["--readme", "/nonexistent.md"], "--doc"), (["--accuracy", "/nonexistent.json"], "--accuracy")])
 def test_deploy_table_bad_input(extra: list[str], phrase: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     try:
         code = main(["deploy-table", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o"), *extra])

@@ -80,7 +80,7 @@ def test_import_rules(path: Path) -> None:
 
 
 def test_package_apis_resolve() -> None:
-    """Each package's __init__ names its API (the README's "In Python" example)."""
+    """Each package's __init__ names its API (the "In Python" example of docs/command-line.md)."""
     import edgeclick.export as export_pkg
     import edgeclick.runtimes as runtimes_pkg
     from edgeclick.evaluate import evaluate

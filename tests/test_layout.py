@@ -1,4 +1,4 @@
-"""The README's Layout section names every file of the package folders (so a new module gets its line)."""
+"""docs/layout.md's Layout block names every file of the package folders (so a new module gets its line)."""
 from __future__ import annotations
 
 import re
@@ -9,11 +9,11 @@ FOLDERS = ("edgeclick", "edgeclick/model", "edgeclick/data", "edgeclick/weights"
            "calibration", "web", "web/js")
 
 
-def test_readme_layout_lists_every_file() -> None:
-    readme = (ROOT / "README.md").read_text()
-    layout = re.search(r"## Layout\n\n```\n(.*?)```", readme, re.S)
-    assert layout, "README.md has no Layout block"
+def test_layout_lists_every_file() -> None:
+    page = (ROOT / "docs" / "layout.md").read_text()
+    layout = re.search(r"^# Layout\n\n```\n(.*?)```", page, re.S)
+    assert layout, "docs/layout.md does not start with the Layout block"
     names = set(re.findall(r"[\w.-]+\.(?:py|sh|mk|json|js|html|css)", layout.group(1)))
     missing = [f"{folder}/{p.name}" for folder in FOLDERS for p in sorted((ROOT / folder).iterdir())
                if p.is_file() and not p.name.startswith(".") and p.name not in names]
-    assert not missing, f"README Layout does not list: {missing}"
+    assert not missing, f"docs/layout.md does not list: {missing}"

@@ -34,7 +34,7 @@ def test_resume_after_a_kill_between_the_last_checkpoint_and_the_weights_writes_
 
 @pytest.mark.slow
 def test_random_kills_of_export_calibrate_train(tmp_path: Path) -> None:
-    """Two random SIGKILLs per command (a few minutes on 2 cores); the README's figures come from --repeats 4."""
+    """Two random SIGKILLs per command (a few minutes on 2 cores); docs/reliability.md's figures come from --repeats 4."""
     code = killtest_main(["--repeats", "2", "--seed", "7", "--out", str(tmp_path)])
     report = json.loads((tmp_path / "kill.json").read_text())
     for command, result in report["commands"].items():

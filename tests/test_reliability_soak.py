@@ -30,7 +30,7 @@ def test_short_soak_keeps_memory_and_answers(backend: str, tiny_onnx: tuple[Path
 
 @pytest.mark.slow
 def test_ten_thousand_click_soak_report(tmp_path: Path) -> None:
-    """The README's figure: 10,000 clicks per backend, each in its own process; writes soak.json."""
+    """docs/reliability.md's figure: 10,000 clicks per backend, each in its own process; writes soak.json."""
     assert main(["--clicks", "10000", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "soak.json").read_text())
     assert report["passed"] and {r["backend"] for r in report["results"]} == {"torch", "onnxruntime"}

@@ -129,7 +129,7 @@ class TrainConfig:
         (no base_checkpoint); None keeps the model's own (RITM: 0.05). RITM's 0.05 protects an
         ImageNet-pretrained backbone from the new click features; from scratch it only delays learning,
         because Adam moves |scale| by about lr per step (0.05 → 0.5 takes ~450 steps at lr 1e-3). 1.0
-        is the from-scratch recipe (measured: tests/test_train_learning.py, README "Training from scratch").
+        is the from-scratch recipe (measured: tests/test_train_learning.py, docs/training.md).
     """
 
     model: str = "hrnet18s"
