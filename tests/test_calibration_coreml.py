@@ -47,7 +47,7 @@ macos = pytest.mark.skipif(sys.platform != "darwin", reason="CoreML prediction n
 
 # Measured on this fixture (tiny late model, seed 3, 64×96, default weight_threshold 2048). Weight-file
 # bytes are set by tensor shapes, not values, so they are exact; only the encoder has weights over the
-# threshold (43 of its 145 conv weights, ~90% of its elements), the late decoder's 7 (≤1024 elements)
+# threshold (44 of its conv weights with the 3×3 feature projection, ~90% of its elements), the late decoder's 7 (≤1024 elements)
 # stay fp16. Ratios: w8 0.578, palette6 0.464, palette4 0.352 (the 102 small fp16 weights, per-channel
 # scales / LUTs and each tensor's 64-byte alignment keep them above 0.5 / 0.375 / 0.25).
 WEIGHT_RATIO_MAX = {"w8": 0.59, "palette6": 0.475, "palette4": 0.36}
@@ -55,8 +55,10 @@ WEIGHT_RATIO_MAX = {"w8": 0.59, "palette6": 0.475, "palette4": 0.36}
 # clicks on reference_feeds' image (~2750 of 6144 pixels foreground; the random-weight model's mask
 # hardly moves with the clicks, so this measures the encoder's features more than click handling).
 # Measured minimum per click: w8 0.9982, palette6 0.9898, palette4 0.9766; with every weight compressed
-# (weight_threshold=0, the decoder's 7 convs too) w8 drops to 0.994.
-MIN_MASK_IOU = {"w8": 0.995, "palette6": 0.985, "palette4": 0.97}
+# (weight_threshold=0, the decoder's 7 convs too) w8 drops to 0.994. With the global late head (contract
+# 1.2, its 3×3 feature projection compressed too) palette4 measured 0.9435: its 16-entry palettes on the
+# projection move the region attention of every pixel at once, so its bound follows the measurement.
+MIN_MASK_IOU = {"w8": 0.995, "palette6": 0.985, "palette4": 0.94}
 CLICKS = ((0.45, 0.5, True), (0.38, 0.62, True), (0.81, 0.3, False))  # (x / W, y / H, positive)
 
 
@@ -137,7 +139,7 @@ def test_scheme_writes_a_valid_smaller_artifact(scheme: str, source: dict, compr
     enc_ops = _program_ops(package_path(art.root, contract.ENCODER))
     found = {op: n for op, n in enc_ops.items() if op.startswith("constexpr_")}
     assert found == {want.constexpr_ops[0]: art.validation["weights"][contract.ENCODER]["compressed"]}  # iOS 17 form
-    assert art.validation["weights"][contract.ENCODER]["compressed"] == 43
+    assert art.validation["weights"][contract.ENCODER]["compressed"] == 44  # the trunk + the 3×3 feature projection
     assert not any(op.startswith("constexpr_") for op in _program_ops(package_path(art.root, contract.DECODER)))
 
 
@@ -176,7 +178,7 @@ def test_constexpr_decompression_is_coremltools_exactly(scheme: str, compressed:
     function = load_program(package_path(compressed[scheme], contract.ENCODER)).functions["main"]
     constants = materialize_constexpr(function)
     ops = [op for op in function.operations if op.op_type.startswith("constexpr_")]
-    assert len(ops) == 43
+    assert len(ops) == 44  # the trunk + the 3×3 feature projection
     for op in ops:
         np.testing.assert_array_equal(constants[op.outputs[0].name].numpy(), op.materialized_val_inference().astype(np.float32))
 
@@ -298,7 +300,7 @@ def _check_w8a8_programs(root: Path) -> None:
         quantize = [op for op in ops if op.op_type == "quantize"]
         assert quantize and any(op.op_type == "dequantize" for op in ops), graph
         assert all(str(op.inputs["input"].dtype.__name__) == "fp16" for op in quantize), graph
-    assert _program_ops(package_path(root, contract.ENCODER)).get("constexpr_affine_dequantize") == 43
+    assert _program_ops(package_path(root, contract.ENCODER)).get("constexpr_affine_dequantize") == 44  # the trunk + the 3×3 feature projection
 
 
 @pytest.mark.slow
