@@ -33,7 +33,8 @@ def click_echo_model() -> torch.nn.Module:
 
     Random weights give masks unrelated to the click; this one makes "the mask is where the click was"
     checkable: image features are zeroed, the click encoder passes +pos −neg through one channel, the
-    residual blocks are identities and the head turns that channel into ±5 logits.
+    residual blocks are identities, the OCR head passes that channel through (its pixel features, not its
+    context) and the head turns it into ±5 logits.
     """
     from edgeclick.model import create_model
 
@@ -42,7 +43,7 @@ def click_echo_model() -> torch.nn.Module:
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.running_mean.zero_(); module.running_var.fill_(1.0); module.weight.fill_(1.0); module.bias.zero_()
-        model.feature_proj[0].weight.zero_()
+        model.feature_proj[0].weight.zero_(); model.feature_proj[0].bias.zero_()
         conv1, _, conv2, scale = model.click_encoder
         conv1.weight.zero_(); conv1.bias.zero_()
         conv1.weight[0, 1, 1, 1] = 1.0  # [prev, pos, neg]: +pos
@@ -50,6 +51,8 @@ def click_echo_model() -> torch.nn.Module:
         conv2.weight.zero_(); conv2.bias.zero_(); conv2.weight[0, 0] = 1.0
         for block in model.fusion:
             block.pointwise.weight.zero_()
+        out_conv = model.ocr_distri_head.conv_bn_dropout[0]  # 1×1 over cat(context, pixel features): 2C → C
+        out_conv.weight.zero_(); out_conv.weight[0, out_conv.in_channels // 2] = 1.0
         model.head.weight.zero_(); model.head.weight[:, 0] = 20.0 / float(scale.scale.abs().item() or 1.0)
         model.head.bias.fill_(-5.0)
     return model
