@@ -113,7 +113,9 @@ def test_golden_logits_tiny(fusion: str) -> None:
     model = randomize_(create_model("tiny", fusion=fusion), seed=1)
     with torch.no_grad():
         out = model(golden["image"], golden["clicks"], golden["prev_mask"])[contract.LOGITS]
-    torch.testing.assert_close(out, golden[contract.LOGITS], rtol=1e-4, atol=1e-4)
+    # The stored logits hold one CPU's rounding; the late head's attention moves them by up to 2.6e-4 under
+    # ATEN_CPU_CAPABILITY=default: the contract's fp32 logit gate, not a tighter one.
+    torch.testing.assert_close(out, golden[contract.LOGITS], rtol=0.0, atol=contract.TOLERANCES["fp32"].max_abs_logit)
 
 
 @pytest.mark.parametrize("radius,scale", [(5.0, 1.0), (10.0, 1.0), (5.0, 0.5), (2.5, 1.0)])
