@@ -27,6 +27,11 @@ from edgeclick.runtimes.torch_ref import TorchBackend
 
 from .helpers import randomize_
 
+# onnxruntime's kernels round differently from torch's, and differently on each CPU: compare with the contract's fp32
+# logit tolerance, which sigmoid (slope ≤ ¼) carries to probabilities as a quarter of it.
+FP32_LOGITS = contract.TOLERANCES["fp32"].max_abs_logit
+FP32_PROBS = FP32_LOGITS / 4
+
 SIZE = (64, 96)
 CONFIGS = {"late": ("late", None), "early": ("early", None), "late_conv": ("late", "conv"), "early_conv": ("early", "conv")}
 STATIC = ["late", "early", "early_conv"]  # late_conv is covered by the dynamic export (checked at two sizes)
@@ -85,7 +90,7 @@ def _end_to_end(backend, feeds: dict[str, np.ndarray]) -> np.ndarray:
 def test_onnxruntime_matches_torch(key: str, artifacts: dict[str, Path], checkpoints: dict[str, Path]) -> None:
     art = artifacts[key]
     manifest = read_manifest(art)
-    assert manifest.validation["passed"] and manifest.validation["max_abs_logit"] <= 1e-3
+    assert manifest.validation["passed"] and manifest.validation["max_abs_logit"] <= FP32_LOGITS
     ort_backend = OrtBackend(art)
     torch_backend = _torch_backend(checkpoints[key])
     feeds = _feeds(SIZE, seed=5)
@@ -105,7 +110,7 @@ def test_session_over_onnxruntime_equals_session_over_torch(key: str, artifacts:
     for x, y, positive in clicks:
         ours, ref = (s.click(x, y, positive) for s in sessions)
         assert ours.shape == image_u8.shape[:2]
-        assert np.abs(ours - ref).max() <= 1e-4
+        assert np.abs(ours - ref).max() <= FP32_PROBS
     assert len(sessions[0].clicks) == 3 and ref.std() > 1e-3
 
 
@@ -187,7 +192,7 @@ def test_dynamic_export_runs_at_two_sizes(artifacts: dict[str, Path], checkpoint
         feeds = _feeds(size, seed=size[0])
         ours, ref = _end_to_end(backend, feeds), _end_to_end(torch_backend, feeds)
         assert ours.shape == (1, 1, *size)
-        assert np.abs(ours - ref).max() <= 1e-3
+        assert np.abs(ours - ref).max() <= FP32_LOGITS
 
 
 # -- manifest integrity and the contract -------------------------------------------------------------------
@@ -305,10 +310,10 @@ def test_dynamo_exporter_writes_single_files_that_match_torch(checkpoints: dict[
                        out_root=tmp_path)
     assert sorted(p.name for p in art.iterdir()) == ["decoder.onnx", "encoder.onnx", MANIFEST_NAME]
     manifest = read_manifest(art)
-    assert manifest.metadata["exporter"] == "dynamo" and manifest.validation["max_abs_logit"] <= 1e-3
+    assert manifest.metadata["exporter"] == "dynamo" and manifest.validation["max_abs_logit"] <= FP32_LOGITS
     feeds = _feeds(SIZE, seed=2)
     ours, ref = _end_to_end(OrtBackend(art), feeds), _end_to_end(_torch_backend(checkpoints["early_conv"]), feeds)
-    assert np.abs(ours - ref).max() <= 1e-3
+    assert np.abs(ours - ref).max() <= FP32_LOGITS
 
 
 def test_relative_out_root(checkpoints: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -340,5 +345,5 @@ def test_artifact_of_a_model_with_another_click_radius_says_so(tmp_path: Path) -
         session.set_image(rgb)
         session.click(40, 30, True)
         probs[key] = session.click(20, 10, False)
-    assert np.abs(probs["onnx"] - probs[3]).max() < 1e-4  # the graph's disks are the radius-3 model's
+    assert np.abs(probs["onnx"] - probs[3]).max() <= FP32_PROBS  # the graph's disks are the radius-3 model's
     assert np.abs(probs["onnx"] - probs[5]).max() > 1e-3  # and visibly not the default radius's

@@ -25,7 +25,7 @@ def session(request: pytest.FixtureRequest, image_u8: np.ndarray) -> Session:
 
 
 def test_native_size_equals_model_forward(session: Session, image_u8: np.ndarray) -> None:
-    """64×96 is already a multiple of 32: no resize, so the session must reproduce the model exactly."""
+    """64×96 is already a multiple of 32: no resize, so the session computes what the model computes."""
     p1 = session.click(40, 30, True)
     p2 = session.click(10, 5, False)
     model = session.backend.model  # type: ignore[attr-defined]
@@ -34,8 +34,11 @@ def test_native_size_equals_model_forward(session: Session, image_u8: np.ndarray
         l1 = model(image01, click_rows([(40, 30, 1)]), torch.zeros(1, 1, 64, 96))[contract.LOGITS]
         prev = torch.sigmoid(l1)
         l2 = model(image01, click_rows([(40, 30, 1), (10, 5, 0)]), prev)[contract.LOGITS]
-    np.testing.assert_allclose(p1, sigmoid(l1.numpy())[0, 0], atol=1e-5)
-    np.testing.assert_allclose(p2, sigmoid(l2.numpy())[0, 0], atol=1e-5)
+    # The session's image enters as H×W×3 uint8, a layout for which oneDNN may pick other conv kernels than for
+    # image01, by CPU (measured up to 9.6e-6 with oneDNN on AVX2): the contract's fp32 logit tolerance, ×¼ by sigmoid.
+    tolerance = contract.TOLERANCES["fp32"].max_abs_logit / 4
+    np.testing.assert_allclose(p1, sigmoid(l1.numpy())[0, 0], rtol=0, atol=tolerance)
+    np.testing.assert_allclose(p2, sigmoid(l2.numpy())[0, 0], rtol=0, atol=tolerance)
 
 
 def test_history_undo_reset(session: Session) -> None:
