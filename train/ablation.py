@@ -64,6 +64,13 @@ def render_table(datasets: list[str], rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def write_table_files(out: Path, title: str, markdown: str, data: dict[str, Any]) -> Path:
+    """`out` (Markdown: the title, then the tables) and its .json copy next to it, each written atomically."""
+    write_text_atomic(out, f"# {title}\n\n{markdown}\n")
+    write_json_atomic(out.with_suffix(".json"), data)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path, help="Markdown file (a .json copy is written next to it)")
@@ -77,8 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"row {label!r} has {len(folders)} report folders for {len(args.dataset)} datasets")
         parsed.append((label, [Path(f) for f in folders]))
     rows = ablation_rows(parsed)
-    write_text_atomic(args.out, f"# {args.title}\n\n{render_table(args.dataset, rows)}\n")
-    write_json_atomic(args.out.with_suffix(".json"), {"datasets": args.dataset, "rows": rows})
+    write_table_files(args.out, args.title, render_table(args.dataset, rows), {"datasets": args.dataset, "rows": rows})
     print(f"wrote {args.out}")
     return 0
 

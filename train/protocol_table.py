@@ -15,8 +15,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from edgeclick.io import write_json_atomic, write_text_atomic
 from edgeclick.model.checkpoint import read_checkpoint
+from edgeclick.train.ablation import write_table_files
 from edgeclick.train.model_card import read_summary
 
 MIOU_CLICKS: tuple[int, ...] = (1, 3, 5)
@@ -121,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"row {label!r} has {len(folders)} evaluation folders for {len(args.dataset)} datasets")
         parsed.append((label, Path(model), [Path(f) for f in folders]))
     rows = protocol_rows(args.dataset, parsed)
-    write_text_atomic(args.out, f"# {args.title}\n\n{render(args.dataset, rows)}\n")
-    write_json_atomic(args.out.with_suffix(".json"), {"datasets": args.dataset, "rows": rows})
+    write_table_files(args.out, args.title, render(args.dataset, rows), {"datasets": args.dataset, "rows": rows})
     print(f"wrote {args.out}")
     return 0
 
