@@ -42,3 +42,33 @@ def test_op_profile_sums_kernel_time_by_operator(tiny_onnx: tuple[Path, Path], c
     assert first["graph"] == contract.DECODER and first["runs"] == 3 and first["p50_ms"] > 0
     assert first["kernel_ms"] == pytest.approx(sum(first["by_op_ms"].values())) and "Conv" in first["by_op_ms"]
     assert "1.00x the first" in capsys.readouterr().out
+
+
+def test_interleaved_sessions_give_a_ratio_to_the_first_artifact(tiny_onnx: tuple[Path, Path], tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeclick.runtimes import interleaved
+
+    artifact, _ = tiny_onnx
+    out = tmp_path / "report"
+    assert interleaved.main([str(artifact), str(artifact), "--rounds", "3", "--clicks", "2", "--out", str(out)]) == 0
+    import json
+
+    result = json.loads((out / "interleaved.json").read_text())
+    first, second = result["artifacts"]
+    assert result["settings"]["clicks"] == 2 and result["settings"]["rounds"] == 3
+    assert first["ratio_to_first"] == 1.0 and second["ratio_to_first"] > 0
+    # A session is the encoder plus every click's decoder: its p50 cannot be below the encoder's p50 alone.
+    assert first["session_ms"] >= first["encoder_ms"] > 0 and first["decoder_ms_per_click"] > 0
+    assert (out / "interleaved.md").read_text() in capsys.readouterr().out
+
+
+def test_interleaved_refuses_artifacts_of_different_sizes(tiny_onnx: tuple[Path, Path], tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeclick.export.run import export
+    from edgeclick.runtimes import interleaved
+
+    artifact, checkpoint = tiny_onnx
+    other, = export(checkpoint, "onnx", size=(32, 64), out_root=tmp_path, name="tiny-32x64")
+    assert interleaved.main([str(artifact), str(other)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: interleave artifacts of one fixed input size") and "\n" not in err
