@@ -215,7 +215,8 @@ protocol_evals = $(foreach d,grabcut_own grabcut_letterbox holdout,$(PROTOCOL)/$
 LATE_ROWS := early_base late_a $(foreach v,$(LATE_VARIANTS),late_$(v))
 
 .PHONY: late-from-early late-table
-late-from-early: $(foreach r,$(LATE_ROWS),$(call protocol_evals,$(r))) $(LATE_RUN)/learning_curve.png
+late-from-early: $(foreach r,$(LATE_ROWS),$(call protocol_evals,$(r))) $(LATE_RUN)/learning_curve.png \
+                 $(foreach v,$(LATE_VARIANTS),$(RUNS)/late/$(v)/learning_curve.png)
 
 late-table: late-from-early
 	$(BIN)/python -m edgeclick.train.protocol_table --out $(LATE_TABLE) \
