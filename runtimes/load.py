@@ -8,6 +8,11 @@ A hog is a plain Python busy loop in its own process (no numpy, no threads): it 
 runnable work, as a compile, a browser tab or a second model would. Each one exits on its own at its deadline
 and when its parent process is gone (it polls getppid), so a bench killed with SIGKILL leaves nothing behind
 for longer than a moment.
+
+Each hog starts its own session (setsid), as another program would be: with Linux's scheduler autogroups
+(sched_autogroup_enabled, on by default on desktop kernels) processes of one session share one group's CPU
+share, so a hog in the bench's own session would take its CPU from the measured worker alone, as if it were
+part of the app, instead of competing like the other program it stands for.
 """
 from __future__ import annotations
 
@@ -92,7 +97,8 @@ def background_load(processes: int | None = None, deadline_s: float = DEFAULT_DE
     try:
         for _ in range(n):
             procs.append(subprocess.Popen([sys.executable, "-c", _HOG, repr(float(deadline_s)), str(os.getpid())],
-                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          start_new_session=True))
         yield Load(n, tuple(p.pid for p in procs), deadline_s)
     finally:
         _stop(procs)
