@@ -21,6 +21,14 @@ from edgeclick.report import results_table, write_report
 from .power import add_power_argument, apply_process_env, get_profile
 
 
+def open_session(checkpoint: str, **kwargs: Any) -> Any:
+    """runtimes.session.open_session, imported on first use (it imports torch, which `edgeclick --help` must not;
+    a seam: tests swap it)."""
+    from .session import open_session as open_torch_session
+
+    return open_torch_session(checkpoint, **kwargs)
+
+
 @dataclass(frozen=True)
 class SessionFactory:
     """Picklable recipe for a predictor: an edgeclick Session on a checkpoint, with optional transforms.
@@ -37,8 +45,6 @@ class SessionFactory:
 
     def __call__(self) -> Predictor:
         apply_process_env(self.power)  # a fresh worker process: before its first torch import
-        from .session import open_session  # imports torch: not at `edgeclick --help`
-
         kwargs: dict[str, Any] = {"input_size": self.input_size, "power": self.power}
         if self.device is not None:
             kwargs["device"] = self.device
