@@ -16,7 +16,8 @@ from edgeclick.io import write_bytes_atomic, write_json_atomic, write_text_atomi
 from edgeclick.render import png_bytes
 
 from .bench import RATIO_METRICS, SESSION_CLICKS, BenchReport, Latency, RunResult
-from .load import IDLE, LOADED
+from .load import IDLE
+from .power import get_profile
 
 
 def _num(value: float | str | None, fmt: str = ".3g") -> str:
@@ -128,7 +129,7 @@ def power_markdown(report: BenchReport) -> str:
                          f"{row['cpu_over_wall_idle']:.2f} | {row['cpu_over_wall_loaded']:.2f} |")
     lines += ["", "Profiles' knobs (runtimes/power.py), on this machine:", ""]
     for name in report.config.powers:
-        d = report.to_json()["power_profiles"][name]
+        d = get_profile(name).describe(report.machine.get("cores"))
         lines.append(f"- **{name}**: {d['summary']}. onnxruntime threads {d['ort_threads']}, config {d['ort_config']}; "
                      f"torch {d['torch_threads']} thread(s), OMP_WAIT_POLICY {d['omp_wait_policy'] or 'unset (runtime default)'}; "
                      f"browser WASM threads {d['wasm_threads']}.")
