@@ -1,7 +1,8 @@
 """`edgeclick deploy-table`: which configuration to deploy — fusion × adapter × precision measured in one run.
 
-    edgeclick deploy-table [--model hrnet18s] [--size 640x960] [--threads 1,2] [--runs 10]
+    edgeclick deploy-table [--model hrnet18s] [--size 640x960] [--threads 1,2|profile] [--runs 10]
                            [--precisions fp32,int8,int8enc,int8dec] [--peer sam-vit-b ...] [--out reports/deploy]
+                           [--power shared|all] [--load idle,loaded]
 
 For every (fusion, adapter) of `CONFIGS` an untrained model of `--model` is made (seeded; latency does not
 depend on the weights), exported to ONNX at `--size`, and quantised: "int8" (both graphs, static QDQ as
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgeclick import contract
+from edgeclick.runtimes.load import IDLE
+from edgeclick.runtimes.power import DEFAULT_PROFILE
 
 CONFIGS: tuple[tuple[str, bool], ...] = (("late", False), ("late", True), ("early", False), ("early", True))
 PRECISIONS: tuple[str, ...] = ("fp32", "int8", "int8enc", "int8dec")
@@ -193,7 +196,8 @@ def run_deploy_table(args: argparse.Namespace) -> int:
         from edgeclick.runtimes.peers import peer_bench_targets
 
         targets += peer_bench_targets(peers, args.size, args.peer_dir, log=log)
-    config = BenchConfig(warmup=args.warmup, runs=args.runs, sustain_seconds=0.0, threads=args.threads)
+    config = BenchConfig(warmup=args.warmup, runs=args.runs, sustain_seconds=0.0, threads=args.threads,
+                         powers=args.power, loads=args.load)
     report = run_bench(targets, config, progress=log)
     files = write_deploy_report(report, entries, args.out, model=args.model, command=_command(args), doc=args.doc,
                                 accuracy=accuracy)
@@ -213,7 +217,11 @@ def _command(args: argparse.Namespace) -> str:
         parts.append(f"--configs {args.configs}")
     if args.precisions != ",".join(PRECISIONS):
         parts.append(f"--precisions {args.precisions}")
-    parts.append(f"--threads {','.join(map(str, args.threads))} --runs {args.runs}")
+    parts.append(f"--threads {','.join(map(str, args.threads)) or 'profile'} --runs {args.runs}")
+    if tuple(args.power) != (DEFAULT_PROFILE,):
+        parts.append(f"--power {','.join(args.power)}")
+    if tuple(args.load) != (IDLE,):
+        parts.append(f"--load {','.join(args.load)}")
     parts += [f"--peer {p}" for p in args.peer or []]
     parts += [f"--accuracy {p}" for p in args.accuracy or []]
     return " ".join(parts)
@@ -230,7 +238,8 @@ def _parse_config(text: str) -> tuple[str, bool]:
 def register_cli(subparsers: Any) -> None:
     """Add the `deploy-table` subcommand."""
     from edgeclick.args import parse_size
-    from edgeclick.runtimes.cli import threads_arg
+    from edgeclick.runtimes.cli import load_arg, threads_arg
+    from edgeclick.runtimes.power import POWER_HELP, powers_arg
 
     p = subparsers.add_parser(
         "deploy-table", help="which configuration to deploy: fusion × adapter × precision (and SAM peers) measured in one run",
@@ -241,7 +250,12 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--size", type=parse_size, default=contract.DEFAULT_SIZE, metavar="HxW", help="model input (default 640x960)")
     p.add_argument("--configs", default=None, help="subset, e.g. late,late+adapter (default: all four)")
     p.add_argument("--precisions", default=",".join(PRECISIONS), help=f"subset of {','.join(PRECISIONS)}")
-    p.add_argument("--threads", type=threads_arg, default="1,2", help="thread counts of the sweep (default 1,2)")
+    p.add_argument("--threads", type=threads_arg, default="1,2",
+                   help="thread counts of the sweep (default 1,2), or 'profile': each power profile's own counts")
+    p.add_argument("--power", type=powers_arg, default=(DEFAULT_PROFILE,), metavar="PROFILE[,PROFILE]|all",
+                   help=f"power profiles to time (default {DEFAULT_PROFILE}); the main table uses the first, idle. " + POWER_HELP)
+    p.add_argument("--load", type=load_arg, default=(IDLE,), metavar="idle,loaded",
+                   help="idle and/or under the standard background load (one busy process per other core); default idle")
     p.add_argument("--warmup", type=int, default=2, help="untimed runs per graph")
     p.add_argument("--runs", type=int, default=10, help="timed runs per graph")
     p.add_argument("--peer", action="append", default=[], metavar="NAME",

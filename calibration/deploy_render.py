@@ -19,6 +19,9 @@ from edgeclick.io import write_bytes_atomic, write_json_atomic, write_text_atomi
 
 from edgeclick.runtimes.side_by_side import SESSION_CLICKS, session_ms
 
+from edgeclick.runtimes.bench_report import plot_power, power_markdown
+from edgeclick.runtimes.load import IDLE
+
 from .deploy_accuracy import recommend
 
 NOC_MARGIN = 1.0  # clicks: how much NoC@90 the recommendation gives up for speed (recommend's default)
@@ -30,8 +33,11 @@ def deploy_rows(report: Any, entries: Sequence[Any], accuracy: dict[tuple[str, b
     accuracy = accuracy or {}
     by_label = {e.label: e for e in entries}
     rows = []
+    # The table compares configurations under one condition: the first power profile, idle (the power
+    # profiles and the loaded runs have their own section, bench_report.power_markdown).
+    power = report.config.powers[0]
     for t in report.targets:
-        results = [r for r in report.results if r.target == t.label]
+        results = [r for r in report.results if r.target == t.label and r.power == power and r.load == IDLE]
         if not results:
             continue
         enc = min(results, key=lambda r: r.encoder.p50_ms)
@@ -155,13 +161,16 @@ def write_deploy_report(report: Any, entries: Sequence[Any], out_dir: str | Path
         "(a load above the thread count means other work shared the CPU: compare rows, not absolute times).", "",
         "Each graph at its fastest thread count of the sweep (in parentheses); session = encoder + "
         f"{SESSION_CLICKS} × decoder. int8enc: int8 encoder + fp32 decoder; int8dec: fp32 encoder + int8 decoder.", "",
-        table, "", "## Thread sweep (p50 ms)", "", sweep_markdown(rows), "", "![sessions](sessions.png)", ""])
+        table, "", "## Thread sweep (p50 ms)", "", sweep_markdown(rows), "", "![sessions](sessions.png)", "",
+        f"## Power profiles ({', '.join(c.powers)}; {', '.join(c.loads)})", "", power_markdown(report), "",
+        "![session time against CPU-seconds per profile](power.png)", ""])
     files = {
         "report": write_text_atomic(out / "deploy.md", text),
         "table": write_text_atomic(out / "table.md", table + "\n"),
         "json": write_json_atomic(out / "deploy.json", {"command": command, "model": model, "rows": rows,
                                                         "bench": report.to_json()}),
         "chart": write_bytes_atomic(out / "sessions.png", plot_sessions(rows)),
+        "power_chart": write_bytes_atomic(out / "power.png", plot_power(report)),
     }
     if doc is not None:
         day = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -147,6 +147,10 @@ def _runnable(artifact: Path) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgeclick.runtimes.power import apply_process_env, get_profile
+
+    apply_process_env(args.power)  # before torch is imported: the OpenMP wait policy is read once, at start
+    args.power = get_profile(args.power).name
     from tqdm import tqdm
 
     from edgeclick.model.checkpoint import meta_input_size, read_checkpoint
@@ -181,9 +185,9 @@ def run(args: argparse.Namespace) -> int:
         source = resolve_source(artifact)
         row: dict[str, Any] = {"artifact": artifact.name}
         if samples:
-            reference = TorchBackend.from_checkpoint(source.checkpoint, source.manifest.size)
+            reference = TorchBackend.from_checkpoint(source.checkpoint, source.manifest.size, power=args.power)
             with tqdm(total=len(samples), desc=f"parity {artifact.name}", unit="sample", file=sys.stderr) as bar:
-                report = run_parity(reference, open_artifact(artifact), samples, args.clicks, source.manifest.precision,
+                report = run_parity(reference, open_artifact(artifact, power=args.power), samples, args.clicks, source.manifest.precision,
                                     on_sample=lambda _: bar.update(1))
             write_parity_report(report, out / "parity" / artifact.name)
             summary = report.summary()
@@ -191,17 +195,20 @@ def run(args: argparse.Namespace) -> int:
                        min_mask_iou=summary.get("min_mask_iou"), noc90_diff=summary.get("noc90_difference"))
         rows.append(row)
     if samples and runnable:
-        masks = write_bytes_atomic(out / "masks.png", plot_click_sessions(open_artifact(runnable[0]), samples))
+        masks = write_bytes_atomic(out / "masks.png", plot_click_sessions(open_artifact(runnable[0], power=args.power), samples))
         print(f"masks after {', '.join(map(str, MASK_CLICKS))} clicks ({runnable[0].name}): {masks}", file=sys.stderr)
 
     bench = None
     if runnable:
-        config = BenchConfig(warmup=2, runs=args.runs, sustain_seconds=args.sustain_seconds, threads=(args.threads,))
+        config = BenchConfig(warmup=2, runs=args.runs, sustain_seconds=args.sustain_seconds,
+                             threads=(args.threads,) if args.threads else (), powers=(args.power,))
         bench = run_bench(bench_targets(runnable, None), config, progress=lambda m: print(m, file=sys.stderr, flush=True))
         write_bench_report(bench, out / "bench")
         for row in rows:
             result = bench.result(row["artifact"], args.threads)
             anchor = bench.result("torch", args.threads)
+            if result is not None:
+                row["threads"] = result.threads
             if result is not None:
                 row.update(encoder_ms=result.encoder.p50_ms, decoder_ms=result.decoder.p50_ms,
                            peak_rss_mb=result.peak_rss_mb, cpu_ms_per_click=result.cpu_s_per_click * 1e3)
@@ -221,7 +228,8 @@ def summary_table(checkpoint: Path, origin: str, args: argparse.Namespace, rows:
     lines = [
         "",
         f"edgeclick demo — checkpoint {checkpoint.name} ({origin}), input {args.size[0]}x{args.size[1]}, "
-        f"{args.samples} samples × {args.clicks} clicks from {args.data}, {args.threads} threads",
+        f"{args.samples} samples × {args.clicks} clicks from {args.data}, power profile {args.power}"
+        + (f", {args.threads} threads" if args.threads else " (its own thread counts)"),
         "",
         "| artifact | parity | max |Δlogit| | min mask IoU | ΔNoC@90 | enc p50 ms (torch) | dec p50 ms/click (torch) | CPU ms/click | peak RSS MiB |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -240,6 +248,7 @@ def summary_table(checkpoint: Path, origin: str, args: argparse.Namespace, rows:
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
     from edgeclick.args import parse_size
+    from edgeclick.runtimes.power import add_power_argument
 
     p = subparsers.add_parser("demo", help="export → parity on real images → bench, with one summary table")
     p.add_argument("--checkpoint", type=Path, default=None, help="edgeclick checkpoint or registered weights name, e.g. ritm-hrnet18s (default: bundled reference model)")
@@ -251,6 +260,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--clicks", type=int, default=10)
     p.add_argument("--runs", type=int, default=10, help="timed runs per graph in the bench")
     p.add_argument("--sustain-seconds", type=float, default=10.0)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=None, help="bench thread count (default: the power profile's)")
+    add_power_argument(p)
     p.add_argument("--out", type=Path, default=Path("reports/demo"))
     p.set_defaults(func=run)

@@ -40,18 +40,33 @@ def graph_specs_from_manifest(manifest: Manifest) -> dict[str, contract.GraphSpe
                                 skip_channels=skip)
 
 
-def open_backend(artifact_dir: str | Path, **kwargs: Any) -> Backend:
+POWER_FORMATS: frozenset[str] = frozenset({"onnx"})
+"""Formats whose runtime has power-profile knobs (threads, spinning); CoreML and TensorRT schedule their own."""
+
+
+def open_backend(artifact_dir: str | Path, *, power: str | None = None, **kwargs: Any) -> Backend:
     """The Backend for an artifact directory; kwargs go to the backend (e.g. threads=2, providers=[...]).
 
-    Raises ManifestError / ContractMismatch from read_manifest, ValueError for an unknown format or an
-    incomplete artifact (e.g. a TensorRT export whose engine could not be built on this machine).
+    power: power profile name (runtimes/power.py): passed to runtimes with such knobs (POWER_FORMATS; None:
+    their default profile); a named profile for a runtime without them is refused.
+
+    Raises ManifestError / ContractMismatch from read_manifest, ValueError for an unknown format, an
+    incomplete artifact (e.g. a TensorRT export whose engine could not be built on this machine) or a
+    power profile the runtime cannot apply.
     """
+    from .power import get_profile
     manifest = read_manifest(artifact_dir)
     if not manifest.complete:
         raise ValueError(f"{manifest.root}: incomplete {manifest.format} artifact: {manifest.missing or 'a requirement was missing'}; "
                          "finish it where the requirement is met, or re-export")
     if manifest.format not in BACKENDS:
         raise ValueError(f"{manifest.root}: no runtime for format {manifest.format!r}; known: {sorted(BACKENDS)}")
+    if manifest.format in POWER_FORMATS:
+        kwargs["power"] = get_profile(power)
+    elif power is not None:
+        get_profile(power)  # an unknown name is that error first
+        raise ValueError(f"{manifest.root}: the {manifest.format} runtime has no thread or spinning knobs, so power "
+                         f"profile {power!r} cannot apply; leave --power out for this artifact")
     module_name, _, class_name = BACKENDS[manifest.format].partition(":")
     try:
         module = importlib.import_module(module_name)

@@ -1,7 +1,8 @@
 """Runtime benchmark: latency, cold start, memory, CPU cost, energy and a sustained click rate per backend.
 
     report = run_bench([anchor, target], BenchConfig(threads=(1, 2, 4)))
-    write_bench_report(report, "reports/bench/w18s_late")   # bench_report.py: report.md, bench.json, latency.png
+    report = run_bench([anchor, target], BenchConfig(threads=(), powers=("latency", "shared"), loads=("idle", "loaded")))
+    write_bench_report(report, "reports/bench/w18s_late")   # bench_report.py: report.md, bench.json, *.png
 
 Every (target, thread count) runs in a fresh worker process (`python -m edgeclick.runtimes.bench
 --worker SPEC --result OUT`), so cold start sees cold allocators and runtime caches, and peak RSS belongs to
@@ -9,9 +10,19 @@ that runtime alone (the worker does not import torch unless the backend does; th
 did). The OS page cache is not cleared: artifact files read earlier are served from memory.
 
 In a worker: load the backend → first encoder run → first decoder run (cold start); `warmup` + `runs`
-encoder runs and `warmup` + `runs` decoder runs (p50/p90/p99); process CPU time and package energy over
-the timed decoder runs (CPU-seconds and joules per click); and, for the largest thread count only, a
-sustained run of decoder calls at a fixed click rate (CPU utilisation, achieved rate, missed deadlines).
+encoder runs and `warmup` + `runs` decoder runs (p50/p90/p99); process CPU time (every thread of the
+worker, spinning ones included) over the timed encoder and decoder runs (CPU-seconds per image and per
+click) and package energy over the decoder runs (joules per click); and, idle and for the largest thread
+count only, a sustained run of decoder calls at a fixed click rate (CPU utilisation, achieved rate, missed
+deadlines).
+
+Power profiles and load (runtimes/power.py, runtimes/load.py): every worker runs under one power profile —
+its OpenMP wait policy is in the worker's environment before torch starts, its onnxruntime spinning and
+thread counts in the session options — idle or under the standard background load (one busy process per
+other core, started before the worker and stopped after it). The idle and loaded runs of one (target,
+profile, thread count) are back to back, so their ratio holds while other work on the machine drifts.
+`threads=()` runs each profile at its own thread counts; explicit counts override the profile's counts
+(its spinning stays).
 
 The PyTorch anchor (eager TorchBackend over the source checkpoint at the same input size) is measured the
 same way, and every backend number is also given as a ratio to it, which holds up better than absolute
@@ -21,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import math
 import os
@@ -30,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -41,17 +53,14 @@ from edgeclick.clicks import click_rows
 from edgeclick.io import write_json_atomic
 
 from .energy import energy_meter, energy_status
+from .load import IDLE, LOADED, LOADS, background_load, standard_hogs
+from .power import DEFAULT_PROFILE, PROFILES, apply_torch, available_cores, get_profile, ort_config_entries, worker_env
 
 TORCH, ARTIFACT, FACTORY = "torch", "artifact", "factory"
+SESSION_CLICKS = 5
+"""A session of the reports: 1 image + this many clicks (runtimes/side_by_side.py uses the same)."""
 KINDS = (TORCH, ARTIFACT, FACTORY)
 
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (affinity mask where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def parse_threads(text: str) -> tuple[int, ...]:
@@ -114,7 +123,10 @@ class BenchConfig:
         runs: timed runs of each graph (percentiles over these).
         sustain_seconds: duration of the fixed-rate run (0 disables it).
         click_rate: clicks per second of the fixed-rate run.
-        threads: thread counts of the sweep; the sustained run uses the largest.
+        threads: thread counts of the sweep; the sustained run uses the largest. Empty: each power
+            profile's own counts (runtimes/power.py).
+        powers: power profiles to measure (names in runtimes.power.PROFILES).
+        loads: "idle" and/or "loaded" (the standard background load, runtimes/load.py).
         timeout_s: wall-clock limit of one worker process.
     """
 
@@ -124,14 +136,27 @@ class BenchConfig:
     click_rate: float = 5.0
     threads: tuple[int, ...] = (1, 2)
     timeout_s: float = 3600.0
+    powers: tuple[str, ...] = (DEFAULT_PROFILE,)
+    loads: tuple[str, ...] = (IDLE,)
 
     def __post_init__(self) -> None:
         if self.runs < 1 or self.warmup < 0:
             raise ValueError(f"need runs >= 1 and warmup >= 0, got runs={self.runs} warmup={self.warmup}")
         if self.sustain_seconds < 0 or self.click_rate <= 0:
             raise ValueError("sustain_seconds must be >= 0 and click_rate > 0")
-        if not self.threads or min(self.threads) < 1:
+        if self.threads and min(self.threads) < 1:
             raise ValueError(f"threads must be positive counts, got {self.threads}")
+        if not self.powers:
+            raise ValueError(f"name at least one power profile ({', '.join(PROFILES)})")
+        for name in self.powers:
+            get_profile(name)
+        bad = [load for load in self.loads if load not in LOADS]
+        if bad or not self.loads:
+            raise ValueError(f"loads {list(self.loads)}: use {', '.join(LOADS)}")
+
+    def thread_counts(self) -> tuple[int | None, ...]:
+        """The sweep's counts; (None,) = each profile's own."""
+        return self.threads or (None,)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -215,11 +240,13 @@ class RunResult:
 
     Attributes:
         target: BenchTarget.label.
-        threads: thread count asked for; `threads_applied` says whether the backend took it.
+        threads: intra-op thread count used (the encoder's, where graphs differ; see `knobs`);
+            `threads_applied` says whether the backend took it.
         backend: the backend's own name.
         cold: cold start.
         encoder / decoder: latency per image / per click after warm-up.
         cpu_s_per_click: process CPU seconds per timed decoder run (all threads).
+        cpu_s_per_image: process CPU seconds per timed encoder run (all threads).
         clicks_per_cpu_s: its inverse.
         energy_j_per_click: package energy per timed decoder run (J), or "unavailable: <reason>".
         peak_rss_mb: the worker's peak resident memory (MiB): VmHWM where /proc exists, else ru_maxrss.
@@ -232,6 +259,11 @@ class RunResult:
         sustained: the fixed-rate run (largest thread count only), else None.
         load_1m: the machine's 1-minute load average when the worker finished (None where unknown): other
             work on the machine makes every number here slower and noisier.
+        power: the power profile the worker ran under.
+        load: "idle" or "loaded" (the standard background load ran beside the worker).
+        background_processes: busy processes of that load (0 when idle).
+        knobs: what the worker applied: threads per graph, onnxruntime config entries, OMP_WAIT_POLICY as
+            the worker's environment had it, torch threads.
     """
 
     target: str
@@ -251,11 +283,32 @@ class RunResult:
     torch_in_process: bool
     sustained: Sustained | None
     load_1m: float | None = None
+    cpu_s_per_image: float | None = None
+    power: str = DEFAULT_PROFILE
+    load: str = IDLE
+    background_processes: int = 0
+    knobs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def session_ms(self) -> float:
+        """Wall time of 1 image + SESSION_CLICKS clicks from the p50s (ms)."""
+        return self.encoder.p50_ms + SESSION_CLICKS * self.decoder.p50_ms
+
+    @property
+    def session_cpu_s(self) -> float | None:
+        """CPU seconds of 1 image + SESSION_CLICKS clicks (None without the per-image CPU time)."""
+        if self.cpu_s_per_image is None:
+            return None
+        return self.cpu_s_per_image + SESSION_CLICKS * self.cpu_s_per_click
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "RunResult":
         data = dict(data)
-        data.setdefault("load_1m", None)
+        for f in fields(cls):  # reports written before a field existed
+            if f.name not in data and f.default is not MISSING:
+                data[f.name] = f.default
+            elif f.name not in data and f.default_factory is not MISSING:
+                data[f.name] = f.default_factory()
         data["cold"] = ColdStart(**data["cold"])
         for f in fields(cls):
             if f.type == "Latency":  # annotations are strings here (postponed evaluation)
@@ -289,27 +342,51 @@ class BenchReport:
     machine: dict[str, Any]
     energy: str  # "available: <source>" or "unavailable: <reason>"
 
-    def result(self, target: str, threads: int) -> RunResult | None:
+    def result(self, target: str, threads: int | None = None, power: str | None = None,
+               load: str | None = None) -> RunResult | None:
+        """The first result of `target` matching every criterion given (None: any)."""
         for r in self.results:
-            if r.target == target and r.threads == threads:
+            if (r.target == target and (threads is None or r.threads == threads) and (power is None or r.power == power)
+                    and (load is None or r.load == load)):
                 return r
         return None
 
     def ratios(self) -> list[dict[str, Any]]:
-        """Per non-anchor target and thread count: backend metric / anchor metric (None where undefined)."""
+        """Per non-anchor result: backend metric / the anchor's at the same thread count, profile and load
+        (None where undefined)."""
         rows = []
-        for t in self.targets:
-            if t.anchor is None:
+        labels = {t.label: t for t in self.targets}
+        for mine in self.results:
+            t = labels.get(mine.target)
+            if t is None or t.anchor is None:
                 continue
-            for threads in self.config.threads:
-                mine, anchor = self.result(t.label, threads), self.result(t.anchor, threads)
-                if mine is None or anchor is None:
-                    continue
-                row: dict[str, Any] = {"target": t.label, "anchor": t.anchor, "threads": threads}
-                for name, metric in RATIO_METRICS.items():
-                    a, b = metric(mine), metric(anchor)
-                    row[name] = (a / b) if (a is not None and b) else None
-                rows.append(row)
+            anchor = self.result(t.anchor, mine.threads, mine.power, mine.load)
+            if anchor is None:
+                continue
+            row: dict[str, Any] = {"target": t.label, "anchor": t.anchor, "threads": mine.threads,
+                                   "power": mine.power, "load": mine.load}
+            for name, metric in RATIO_METRICS.items():
+                a, b = metric(mine), metric(anchor)
+                row[name] = (a / b) if (a is not None and b) else None
+            rows.append(row)
+        return rows
+
+    def load_ratios(self) -> list[dict[str, Any]]:
+        """Per (target, threads, profile) measured both ways: loaded / idle session wall time, and CPU/wall
+        per click, from back-to-back workers."""
+        rows = []
+        for idle in self.results:
+            if idle.load != IDLE:
+                continue
+            loaded = next((r for r in self.results if r.load == LOADED and r.target == idle.target
+                           and r.threads == idle.threads and r.power == idle.power), None)
+            if loaded is None:
+                continue
+            rows.append({"target": idle.target, "threads": idle.threads, "power": idle.power,
+                         "session_idle_ms": idle.session_ms, "session_loaded_ms": loaded.session_ms,
+                         "session_loaded_over_idle": loaded.session_ms / idle.session_ms,
+                         "cpu_over_wall_idle": idle.cpu_s_per_click * 1e3 / idle.decoder.mean_ms,
+                         "cpu_over_wall_loaded": loaded.cpu_s_per_click * 1e3 / loaded.decoder.mean_ms})
         return rows
 
     def to_json(self) -> dict[str, Any]:
@@ -320,6 +397,8 @@ class BenchReport:
             "targets": [asdict(t) for t in self.targets],
             "results": [asdict(r) for r in self.results],
             "ratios": self.ratios(),
+            "load_ratios": self.load_ratios(),
+            "power_profiles": {name: get_profile(name).describe() for name in self.config.powers},
         }
 
 
@@ -367,31 +446,56 @@ def click_rows_sequence(size: tuple[int, int], count: int = contract.NUM_CLICKS,
     return out
 
 
-def _load_backend(target: BenchTarget, threads: int) -> tuple[Any, bool, float]:
-    """(backend, threads applied, import seconds); runtime modules are imported here, timed."""
+def _load_backend(target: BenchTarget, threads: int | None, power: str) -> tuple[Any, bool, float, dict[str, Any]]:
+    """(backend, threads applied, import seconds, knobs applied); runtime modules are imported here, timed.
+
+    threads None: the power profile's own counts."""
+    profile = get_profile(power)
+    knobs: dict[str, Any] = {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
     start = time.perf_counter()
     if target.kind == TORCH:
-        import torch
+        import torch  # noqa: F401 - timed: the OpenMP runtime starts here, with the worker's environment
 
         from .torch_ref import TorchBackend
 
         imported = time.perf_counter() - start
-        torch.set_num_threads(threads)
-        return TorchBackend.from_checkpoint(target.path, target.size), True, imported
+        n = apply_torch(profile, threads)
+        knobs["torch_threads"] = n
+        return TorchBackend.from_checkpoint(target.path, target.size), True, imported, knobs
     if target.kind == ARTIFACT:
-        from .artifact import open_backend
+        from edgeclick.manifest import read_manifest
+
+        from .artifact import POWER_FORMATS, open_backend
 
         imported = time.perf_counter() - start
-        try:
-            return open_backend(target.path, threads=threads), True, imported
-        except TypeError as exc:  # a backend without thread control (e.g. CoreML, TensorRT)
-            if "threads" not in str(exc):
-                raise
-            return open_backend(target.path), False, imported
+        if read_manifest(target.path).format not in POWER_FORMATS:  # CoreML, TensorRT: no thread knobs
+            return open_backend(target.path), False, imported, knobs
+        backend = open_backend(target.path, threads=threads, power=profile)
+        knobs.update(_ort_knobs(backend))
+        return backend, True, imported, knobs
     module_name, _, function = target.path.partition(":")
     factory = getattr(importlib.import_module(module_name), function)
     imported = time.perf_counter() - start
-    return factory(size=target.size, threads=threads, **target.kwargs), True, imported
+    kwargs = dict(target.kwargs)
+    if "power" in inspect.signature(factory).parameters:
+        kwargs["power"] = profile.name
+    n = threads if threads is not None else profile.ort_thread_counts()[contract.ENCODER]
+    backend = factory(size=target.size, threads=n, **kwargs)
+    knobs.update(_ort_knobs(backend))
+    return backend, True, imported, knobs
+
+
+def _ort_knobs(backend: Any) -> dict[str, Any]:
+    """Threads and config entries per graph read back from onnxruntime sessions, where the backend has them."""
+    sessions = getattr(backend, "sessions", None)
+    if not isinstance(sessions, dict):
+        return {}
+    out: dict[str, Any] = {"threads_by_graph": {}, "ort_config": {}}
+    for graph, session in sessions.items():
+        opts = session.get_session_options()
+        out["threads_by_graph"][graph] = opts.intra_op_num_threads
+        out["ort_config"][graph] = ort_config_entries(opts)
+    return out
 
 
 def _timed(fn: Callable[[int], Any], n: int, meter: Any | None = None) -> tuple[list[float], float, float | str]:
@@ -447,12 +551,16 @@ def _sustained(run_click: Callable[[int], Any], rate: float, seconds: float, cor
                      Latency.of(walls), energy_click, power)
 
 
-def run_worker(target: BenchTarget, threads: int, config: BenchConfig, sustain: bool, spawned_at: float) -> RunResult:
-    """Measure one target at one thread count in this process (meant to be a fresh one)."""
+def run_worker(target: BenchTarget, threads: int | None, config: BenchConfig, sustain: bool, spawned_at: float,
+               power: str = DEFAULT_PROFILE, load: str = IDLE, background_processes: int = 0) -> RunResult:
+    """Measure one target at one thread count (None: the profile's) under `power` in this process (meant to
+    be a fresh one, started with power.worker_env)."""
     baseline = _proc_status_mb("VmRSS")
     meter = energy_meter()
     t0 = time.perf_counter()
-    backend, applied, import_s = _load_backend(target, threads)
+    backend, applied, import_s, knobs = _load_backend(target, threads, power)
+    if threads is None:
+        threads = int(knobs.get("torch_threads") or knobs.get("threads_by_graph", {}).get(contract.ENCODER) or 1)
     load_s = time.perf_counter() - t0 - import_s
 
     image = bench_image(target.size)
@@ -478,7 +586,7 @@ def run_worker(target: BenchTarget, threads: int, config: BenchConfig, sustain: 
         return backend.run(contract.DECODER, {**features, contract.CLICKS: rows[i % len(rows)], contract.PREV_MASK: prev})
 
     _timed(encode, config.warmup)
-    enc_walls, _, _ = _timed(encode, config.runs)
+    enc_walls, enc_cpu, _ = _timed(encode, config.runs)
     _timed(decode, config.warmup)
     dec_walls, dec_cpu, energy = _timed(decode, config.runs, meter)
     energy_click: float | str = energy / config.runs if isinstance(energy, float) else energy
@@ -496,6 +604,8 @@ def run_worker(target: BenchTarget, threads: int, config: BenchConfig, sustain: 
         vm_hwm_mb=hwm,
         baseline_rss_mb=baseline, torch_in_process="torch" in sys.modules, sustained=sustained,
         load_1m=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        cpu_s_per_image=enc_cpu / config.runs, power=get_profile(power).name, load=load,
+        background_processes=background_processes, knobs=knobs,
     )
 
 
@@ -507,7 +617,9 @@ def _target_from_json(data: dict[str, Any]) -> BenchTarget:
 
 def _config_from_json(data: dict[str, Any]) -> BenchConfig:
     data = dict(data)
-    data["threads"] = tuple(data["threads"])
+    for key in ("threads", "powers", "loads"):
+        if key in data:
+            data[key] = tuple(data[key])
     return BenchConfig(**data)
 
 
@@ -518,7 +630,8 @@ def _worker_cli(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     spec = json.loads(args.worker.read_text())
     result = run_worker(_target_from_json(spec["target"]), spec["threads"], _config_from_json(spec["config"]),
-                        spec["sustain"], spec["spawned_at"])
+                        spec["sustain"], spec["spawned_at"], spec.get("power", DEFAULT_PROFILE), spec.get("load", IDLE),
+                        spec.get("background_processes", 0))
     write_json_atomic(args.result, asdict(result))
     return 0
 
@@ -528,8 +641,11 @@ def _worker_cli(argv: list[str] | None = None) -> int:
 # ---------------------------------------------------------------------------------------------------
 
 
-def spawn_worker(target: BenchTarget, threads: int, config: BenchConfig, sustain: bool) -> RunResult:
-    """Run `run_worker` in a fresh Python process and return its result.
+def spawn_worker(target: BenchTarget, threads: int | None, config: BenchConfig, sustain: bool,
+                 power: str = DEFAULT_PROFILE, load: str = IDLE, background_processes: int = 0) -> RunResult:
+    """Run `run_worker` in a fresh Python process, its environment set by the power profile (the OpenMP
+    wait policy must be there before torch starts), and return its result. `load` and
+    `background_processes` only label the result: the caller runs the load (run_bench).
 
     Raises:
         RuntimeError: the worker failed or timed out (its stderr tail is in the message).
@@ -538,21 +654,27 @@ def spawn_worker(target: BenchTarget, threads: int, config: BenchConfig, sustain
         spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spawned_at = time.time()
         spec = {"target": asdict(target), "threads": threads, "config": asdict(config), "sustain": sustain,
-                "spawned_at": spawned_at}
+                "spawned_at": spawned_at, "power": power, "load": load, "background_processes": background_processes}
         spec_path.write_text(json.dumps(spec))
-        env = dict(os.environ)
+        env = worker_env(power, os.environ)
         # Factories ("tests.x:f") import from the caller's working directory, like `python -m` would.
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH")]))
         cmd = [sys.executable, "-m", "edgeclick.runtimes.bench", "--worker", str(spec_path), "--result", str(result_path)]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=config.timeout_s, env=env)
         except subprocess.TimeoutExpired as exc:
-            raise RuntimeError(f"bench worker for {target.label!r} ({threads} threads) exceeded {config.timeout_s:.0f} s") from exc
+            raise RuntimeError(f"bench worker for {target.label!r} ({_how(threads, power, load)}) exceeded "
+                               f"{config.timeout_s:.0f} s") from exc
         if proc.returncode != 0 or not result_path.exists():
             tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-            raise RuntimeError(f"bench worker for {target.label!r} ({threads} threads) failed "
+            raise RuntimeError(f"bench worker for {target.label!r} ({_how(threads, power, load)}) failed "
                                f"(exit {proc.returncode}):\n{tail}")
         return RunResult.from_json(json.loads(result_path.read_text()))
+
+
+def _how(threads: int | None, power: str, load: str) -> str:
+    """'2 threads, shared, loaded' for progress lines and errors."""
+    return f"{'profile' if threads is None else threads} threads, {power}, {load}"
 
 
 def machine_info() -> dict[str, Any]:
@@ -597,14 +719,25 @@ def run_bench(
         if t.anchor is not None and t.anchor not in labels:
             raise ValueError(f"target {t.label!r} is compared to anchor {t.anchor!r}, which is not among the targets")
     results = []
-    top = max(config.threads)
-    # Thread count outer, targets inner: an anchor and the backends compared to it run back to back, so
-    # a change in background load hits both sides of a ratio alike.
-    for threads in config.threads:
-        for t in targets:
-            if progress:
-                progress(f"bench {t.label} with {threads} thread(s)")
-            results.append(spawn_worker(t, threads, config, sustain=threads == top))
+    counts = config.thread_counts()
+    top = counts[-1]
+    hogs = standard_hogs(available_cores())
+    # Thread count and profile outer, targets inner, idle and loaded innermost: an anchor and the backends
+    # compared to it, and a worker's idle and loaded runs, are back to back, so a change in other work on
+    # the machine hits both sides of a ratio alike.
+    for threads in counts:
+        for power in config.powers:
+            for t in targets:
+                for load in config.loads:
+                    if progress:
+                        progress(f"bench {t.label}: {_how(threads, power, load)}")
+                    sustain = threads == top and load == IDLE
+                    if load == LOADED:
+                        # A fresh load per worker, bounded by the worker's own time limit (+1 min to start).
+                        with background_load(hogs, deadline_s=config.timeout_s + 60.0):
+                            results.append(spawn_worker(t, threads, config, sustain, power, load, hogs))
+                    else:
+                        results.append(spawn_worker(t, threads, config, sustain, power, load, 0))
     return BenchReport(list(targets), config, results, machine_info(), energy_status())
 
 

@@ -1,8 +1,8 @@
 """`edgeclick parity` and `edgeclick bench`: exported artifacts against their PyTorch source.
 
-    edgeclick parity ARTIFACT_DIR [...] --data DIR [--checkpoint CKPT] [--samples 10] [--clicks 10] [--out DIR]
+    edgeclick parity ARTIFACT_DIR [...] --data DIR [--checkpoint CKPT] [--samples 10] [--clicks 10] [--power P] [--out DIR]
     edgeclick bench ARTIFACT_DIR [...] [--checkpoint CKPT] [--warmup 3] [--runs 20] [--sustain-seconds 60]
-                    [--click-rate 5] [--threads 1,2,all] [--out DIR]
+                    [--click-rate 5] [--threads 1,2,all] [--power all] [--load idle,loaded] [--out DIR]
 
 The reference is always an eager TorchBackend over the checkpoint the artifact was exported from (the
 manifest's checkpoint path, or --checkpoint), checked against the manifest's sha256, at the artifact's
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from edgeclick.args import parse_size
 
 from .artifact import resolve_source
+from .power import POWER_HELP, add_power_argument, apply_process_env, get_profile, powers_arg
 
 if TYPE_CHECKING:  # keep `edgeclick --help` free of torch / onnxruntime imports
     from edgeclick.data.sample import Sample
@@ -26,11 +27,11 @@ if TYPE_CHECKING:  # keep `edgeclick --help` free of torch / onnxruntime imports
     from .backend import Backend
 
 
-def open_artifact(artifact_dir: Path) -> "Backend":
-    """The artifact's runtime backend (a seam: tests swap it to wrap a backend)."""
+def open_artifact(artifact_dir: Path, power: str | None = None) -> "Backend":
+    """The artifact's runtime backend under a power profile (a seam: tests swap it to wrap a backend)."""
     from .artifact import open_backend
 
-    return open_backend(artifact_dir)
+    return open_backend(artifact_dir, power=power)
 
 
 def load_samples(data: Path, fmt: str, count: int) -> list["Sample"]:
@@ -76,6 +77,7 @@ def _out_dir(out: Path | None, default_root: str, name: str, several: bool) -> P
 
 def run_parity_cli(args: argparse.Namespace) -> int:
     """Handler of `edgeclick parity`: 0 when every artifact passes its gates, 1 when one fails."""
+    apply_process_env(args.power)  # before torch is imported: the OpenMP wait policy is read once, at start
     from .parity import run_parity
     from .parity_report import write_parity_report
     from .torch_ref import TorchBackend
@@ -90,10 +92,11 @@ def run_parity_cli(args: argparse.Namespace) -> int:
     several = len(args.artifacts) > 1
     for artifact_dir in args.artifacts:
         source = resolve_source(artifact_dir, args.checkpoint)
-        candidate = open_artifact(artifact_dir)
+        candidate = open_artifact(artifact_dir, power=args.power)
         key = (source.checkpoint.resolve(), candidate.input_size)
         if key not in references:  # several artifacts of one checkpoint share the reference model
-            references[key] = TorchBackend.from_checkpoint(source.checkpoint, candidate.input_size)
+            references[key] = TorchBackend.from_checkpoint(source.checkpoint, candidate.input_size,
+                                                           power=get_profile(args.power))
         name = source.manifest.name
         print(f"parity {name} ({source.manifest.format}, {source.manifest.precision}): {len(samples)} samples × "
               f"{args.clicks} clicks vs torch over {source.checkpoint}", file=sys.stderr, flush=True)
@@ -126,7 +129,7 @@ def write_web_reference_cli(args: argparse.Namespace, samples: list["Sample"]) -
         raise ValueError("--web-reference writes the bundle of one artifact; pass one ARTIFACT_DIR")
     source = resolve_source(args.artifacts[0], args.checkpoint)
     m = source.manifest
-    reference = TorchBackend.from_checkpoint(source.checkpoint, m.size)
+    reference = TorchBackend.from_checkpoint(source.checkpoint, m.size, power=get_profile(args.power))
     print(f"web reference {m.name}: {len(samples)} samples × {args.clicks} clicks of torch over {source.checkpoint}",
           file=sys.stderr, flush=True)
     path = write_web_reference(reference, samples, args.clicks, args.web_reference,
@@ -171,7 +174,7 @@ def run_bench_cli(args: argparse.Namespace) -> int:
     from .bench_report import write_bench_report
 
     config = BenchConfig(warmup=args.warmup, runs=args.runs, sustain_seconds=args.sustain_seconds,
-                         click_rate=args.click_rate, threads=args.threads)
+                         click_rate=args.click_rate, threads=args.threads or (), powers=args.power, loads=args.load)
     peers = list(getattr(args, "peer", None) or [])
     if not args.artifacts and not peers:
         raise ValueError("nothing to bench: give ARTIFACT_DIR(s) and/or --peer NAME")
@@ -198,11 +201,17 @@ def run_bench_cli(args: argparse.Namespace) -> int:
 
     write_side_by_side(report, out_dir)
     for r in report.results:
-        print(f"{r.target:40s} threads {r.threads}: encoder p50 {r.encoder.p50_ms:8.1f} ms, decoder p50 {r.decoder.p50_ms:7.2f} ms, "
-              f"{r.cpu_s_per_click * 1e3:7.2f} CPU-ms/click, cold {r.cold.total_s:5.2f} s, peak RSS {r.peak_rss_mb:6.0f} MiB")
+        cpu_image = "-" if r.cpu_s_per_image is None else f"{r.cpu_s_per_image * 1e3:.1f}"
+        print(f"{r.target:36s} {r.power:9s} {r.load:6s} threads {r.threads}: encoder p50 {r.encoder.p50_ms:8.1f} ms "
+              f"({cpu_image} CPU-ms), decoder p50 {r.decoder.p50_ms:7.2f} ms ({r.cpu_s_per_click * 1e3:.2f} CPU-ms/click), "
+              f"session {r.session_ms:.0f} ms, cold {r.cold.total_s:5.2f} s, peak RSS {r.peak_rss_mb:6.0f} MiB")
     for row in report.ratios():
-        print(f"{row['target']} / {row['anchor']} at {row['threads']} threads: encoder {row['encoder_p50']:.2f}x, "
-              f"decoder {row['decoder_p50']:.2f}x, CPU/click {row['cpu_s_per_click']:.2f}x")
+        print(f"{row['target']} / {row['anchor']} ({row['power']}, {row['load']}, {row['threads']} threads): encoder "
+              f"{row['encoder_p50']:.2f}x, decoder {row['decoder_p50']:.2f}x, CPU/click {row['cpu_s_per_click']:.2f}x")
+    for row in report.load_ratios():
+        print(f"{row['target']} {row['power']} ({row['threads']} threads): session {row['session_idle_ms']:.0f} ms idle, "
+              f"{row['session_loaded_ms']:.0f} ms loaded ({row['session_loaded_over_idle']:.2f}x); CPU/wall per click "
+              f"{row['cpu_over_wall_idle']:.2f} idle, {row['cpu_over_wall_loaded']:.2f} loaded")
     print(side_by_side_markdown(report))
     print(f"energy: {report.energy}")
     print(f"report: {files['report']}")
@@ -216,11 +225,24 @@ def contract_default_size() -> tuple[int, int]:
 
 
 def threads_arg(text: str) -> tuple[int, ...]:
-    """argparse type for a thread sweep ('1,2,all'); the bench module is imported only when parsing."""
+    """argparse type for a thread sweep ('1,2,all'; 'profile': each power profile's own counts → ()); the bench
+    module is imported only when parsing."""
     from .bench import parse_threads
 
+    if text.strip().lower() == "profile":
+        return ()
     try:
         return parse_threads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def load_arg(text: str) -> tuple[str, ...]:
+    """argparse type of `--load idle,loaded`."""
+    from .load import parse_loads
+
+    try:
+        return parse_loads(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
@@ -235,6 +257,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=int, default=10, help="number of samples (the dataset's first N)")
     p.add_argument("--clicks", type=int, default=10, help="simulated clicks per sample")
     p.add_argument("--out", type=Path, default=None, help="report folder (default reports/parity/<artifact name>)")
+    add_power_argument(p)
     p.add_argument("--web-reference", type=Path, default=None, metavar="OUT",
                    help="instead of comparing here, write the browser parity bundle (images, RITM click sequences, PyTorch "
                         "logits and masks per click) for `edgeclick web ARTIFACT_DIR --parity OUT`")
@@ -254,6 +277,13 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", type=int, default=20, help="timed runs per graph")
     p.add_argument("--sustain-seconds", type=float, default=60.0, help="fixed-rate run length (0: skip)")
     p.add_argument("--click-rate", type=float, default=5.0, help="clicks per second of the fixed-rate run")
-    p.add_argument("--threads", type=threads_arg, default="1,2,all", help="thread counts, e.g. 1,2,all")
+    p.add_argument("--threads", type=threads_arg, default=None,
+                   help="thread counts, e.g. 1,2,all, each run under every --power profile's spinning (default: each "
+                        "profile's own counts)")
+    p.add_argument("--power", type=powers_arg, default=powers_arg("all"), metavar="PROFILE[,PROFILE]|all",
+                   help="power profiles to measure (default all). " + POWER_HELP)
+    p.add_argument("--load", type=load_arg, default=load_arg("idle,loaded"), metavar="idle,loaded",
+                   help="measure idle and/or under the standard background load (one busy process per other core, "
+                        "started and stopped by the bench); default both")
     p.add_argument("--out", type=Path, default=None, help="report folder (default reports/bench/<artifact name>)")
     p.set_defaults(func=run_bench_cli)

@@ -18,7 +18,15 @@ from edgeclick.metrics import MAX_CLICKS
 from edgeclick.predictors import Predictor, wrap_predictor
 from edgeclick.report import results_table, write_report
 
-from .session import open_session
+from .power import add_power_argument, apply_process_env, get_profile
+
+
+def open_session(checkpoint: str, **kwargs: Any) -> Any:
+    """runtimes.session.open_session, imported on first use (it imports torch, which `edgeclick --help` must not;
+    a seam: tests swap it)."""
+    from .session import open_session as open_torch_session
+
+    return open_torch_session(checkpoint, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -33,9 +41,11 @@ class SessionFactory:
     flip: bool = False
     device: str | None = None  # None: open_session's own default
     input_size: tuple[int, int] | None = None  # model input (H, W); None: each image at its own size (RITM)
+    power: str | None = None  # power profile (runtimes/power.py); None: the default
 
     def __call__(self) -> Predictor:
-        kwargs: dict[str, Any] = {"input_size": self.input_size}
+        apply_process_env(self.power)  # a fresh worker process: before its first torch import
+        kwargs: dict[str, Any] = {"input_size": self.input_size, "power": self.power}
         if self.device is not None:
             kwargs["device"] = self.device
         base = open_session(self.checkpoint, **kwargs)
@@ -64,16 +74,18 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--size", type=parse_size, default=None, metavar="HxW",
                    help="model input size, images letterboxed into it as an exported graph sees them "
                         "(default: each image at its own size, padded to a multiple of 32, as RITM)")
+    add_power_argument(p)
     p.set_defaults(func=run_cli)
 
 
 def run_cli(args: argparse.Namespace) -> int:
     """Handler of `edgeclick evaluate`; returns the exit status."""
+    apply_process_env(args.power)  # before torch is imported here or in a worker process (inherited environment)
     from edgeclick.data.datasets import load_dataset
 
     dataset = load_dataset(args.data, args.dataset_format)
     factory = SessionFactory(str(args.checkpoint), zoom_in=args.zoom_in, flip=args.flip, device=args.device,
-                             input_size=args.size)
+                             input_size=args.size, power=args.power)
     run = evaluate_dataset(dataset, factory, limit=args.limit, workers=args.workers, max_clicks=args.max_clicks)
     if run is None:  # a torchrun rank other than 0: rank 0 writes the report
         return 0
@@ -89,6 +101,7 @@ def run_cli(args: argparse.Namespace) -> int:
         "limit": args.limit,
         "device": args.device,
         "input_size": list(args.size) if args.size else None,
+        "power": get_profile(args.power).name,
     }
     files = write_report(run, out, dataset.name, settings=settings, skipped=run.skipped)
     summary = run.summary()

@@ -1,7 +1,11 @@
 """onnxruntime backend: an ONNX artifact (encoder + decoder graphs) behind the Backend protocol.
 
-    backend = OrtBackend("artifacts/w18s-late-640x960-fp32-onnx", threads=2)
+    backend = OrtBackend("artifacts/w18s-late-640x960-fp32-onnx", power="efficient")
+    backend = OrtBackend("artifacts/w18s-late-640x960-fp32-onnx", threads=2)   # the default profile, 2 threads
     session = Session(backend)            # runtimes.session, unchanged
+
+Thread counts and spinning come from a power profile (runtimes/power.py; default power.DEFAULT_PROFILE);
+`threads` overrides the profile's counts and keeps its spinning.
 
 CPU by default; any other installed execution provider may be named. An artifact whose graphs were
 built for another I/O contract (hash in each file's metadata) is refused with ContractMismatch.
@@ -16,11 +20,12 @@ import numpy as np
 from edgeclick import contract
 
 from .backend import check_contract, check_feeds
+from .power import PowerProfile, get_profile
 
 DEFAULT_PROVIDERS: tuple[str, ...] = ("CPUExecutionProvider",)
 Threads = Union[int, Mapping[str, int], None]
 """Intra-op threads: one count for every graph, a per-graph mapping ({"encoder": 2, "decoder": 1}; a graph
-it leaves out gets onnxruntime's default), or None (onnxruntime's default: one per physical core)."""
+it leaves out gets the power profile's count), or None (the power profile's counts)."""
 
 
 def graph_threads(threads: Threads, graph: str) -> int | None:
@@ -41,12 +46,19 @@ def numpy_dtype(ort_type: str) -> str:
     return _ORT_DTYPES.get(ort_type, ort_type)
 
 
-def session_options(threads: int | None = None, profile_prefix: str | None = None) -> Any:
-    """SessionOptions: all graph optimisations, sequential execution, `threads` intra-op threads (None:
-    onnxruntime's default, one per physical core); optional profiling to `profile_prefix`*.json."""
+def session_options(threads: int | None = None, profile_prefix: str | None = None,
+                    power: "str | PowerProfile | None" = None, graph: str = contract.ENCODER) -> Any:
+    """SessionOptions: all graph optimisations, sequential execution, the power profile's spinning and
+    block-sizing config entries and its thread count for `graph` (`threads` overrides the count); optional
+    profiling to `profile_prefix`*.json."""
     import onnxruntime as ort
 
+    profile = get_profile(power)
+    if threads is None:
+        threads = profile.ort_thread_counts().get(graph)
     opts = ort.SessionOptions()
+    for key, value in profile.ort_config_entries().items():
+        opts.add_session_config_entry(key, value)
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     if threads is not None:
@@ -78,14 +90,15 @@ class OrtBackend:
     input_size: the artifact's (H, W), or None for a dynamic export (any multiple of 32).
     threads: intra-op threads, one count or per graph (`Threads`): the per-click decoder gains little
         from a second thread where the encoder does (measured by `edgeclick deploy-table`), so a deployment
-        may give them different counts.
+        may give them different counts. None: the power profile's.
+    power: power profile name (runtimes/power.py; None: the default): spinning and thread counts per graph.
     sessions: graph name → onnxruntime.InferenceSession.
     """
 
     name = "onnxruntime"
 
     def __init__(self, artifact_dir: str | Path, providers: Sequence[str] | None = None, threads: Threads = None,
-                 profile_prefix: str | None = None) -> None:
+                 profile_prefix: str | None = None, power: "str | PowerProfile | None" = None) -> None:
         from edgeclick.manifest import read_manifest
 
         from .artifact import graph_specs_from_manifest
@@ -98,22 +111,24 @@ class OrtBackend:
         files = {graph: manifest.path(graph) for graph in (contract.ENCODER, contract.DECODER)}
         self.manifest = manifest
         self._setup(files, graph_specs_from_manifest(manifest), None if manifest.dynamic else manifest.size,
-                    providers, threads, profile_prefix)
+                    providers, threads, profile_prefix, power)
 
     @classmethod
     def from_files(cls, files: dict[str, Path], graphs: dict[str, contract.GraphSpec], input_size: tuple[int, int] | None,
                    providers: Sequence[str] | None = None, threads: Threads = None,
-                   profile_prefix: str | None = None) -> "OrtBackend":
+                   profile_prefix: str | None = None, power: "str | PowerProfile | None" = None) -> "OrtBackend":
         """A backend over loose graph files (the exporter validates with this before a manifest exists)."""
         backend = cls.__new__(cls)
         backend.manifest = None
-        backend._setup(files, graphs, input_size, providers, threads, profile_prefix)
+        backend._setup(files, graphs, input_size, providers, threads, profile_prefix, power)
         return backend
 
     def _setup(self, files: dict[str, Path], graphs: dict[str, contract.GraphSpec], input_size: tuple[int, int] | None,
-               providers: Sequence[str] | None, threads: Threads, profile_prefix: str | None) -> None:
+               providers: Sequence[str] | None, threads: Threads, profile_prefix: str | None,
+               power: "str | PowerProfile | None" = None) -> None:
         import onnxruntime as ort
 
+        self.power = get_profile(power)
         if input_size is not None:
             contract.check_size(*input_size)
         self.providers = resolve_providers(providers)
@@ -124,7 +139,8 @@ class OrtBackend:
             path = Path(files[graph])
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: ONNX graph missing")
-            opts = session_options(graph_threads(threads, graph), profile_prefix and f"{profile_prefix}_{graph}")
+            opts = session_options(graph_threads(threads, graph), profile_prefix and f"{profile_prefix}_{graph}",
+                                   self.power, graph)
             # The encoder runs once per image; its memory arena would keep its peak activations (~120 MiB
             # of HRNet at 640x960) allocated for the process lifetime. The per-click decoder keeps its arena.
             opts.enable_cpu_mem_arena = graph != contract.ENCODER

@@ -144,7 +144,8 @@ class PeerBackend:
 
     name = "onnxruntime (peer)"
 
-    def __init__(self, artifact: str | Path, input_size: tuple[int, int], threads: int | None = None) -> None:
+    def __init__(self, artifact: str | Path, input_size: tuple[int, int], threads: int | None = None,
+                 power: str | None = None) -> None:
         import onnxruntime as ort
 
         from .ort import session_options
@@ -157,7 +158,7 @@ class PeerBackend:
         self.graphs: dict[str, contract.GraphSpec] = {}  # a peer speaks its own I/O, not the contract's
         self.sessions: dict[str, Any] = {}
         for graph, filename in ((contract.ENCODER, ENCODER_FILE), (contract.DECODER, DECODER_FILE)):
-            opts = session_options(threads)
+            opts = session_options(threads, power=power, graph=graph)  # the same power profile knobs as OrtBackend
             opts.enable_cpu_mem_arena = graph != contract.ENCODER  # as OrtBackend: same memory rules
             self.sessions[graph] = ort.InferenceSession(str(Path(artifact) / filename), sess_options=opts,
                                                         providers=["CPUExecutionProvider"])
@@ -176,9 +177,9 @@ class PeerBackend:
         return {contract.LOGITS: masks}
 
 
-def open_peer_backend(size: tuple[int, int], threads: int, artifact: str) -> PeerBackend:
+def open_peer_backend(size: tuple[int, int], threads: int | None, artifact: str, power: str | None = None) -> PeerBackend:
     """Bench factory (runtimes.bench FACTORY signature) over a peer artifact folder."""
-    return PeerBackend(artifact, size, threads)
+    return PeerBackend(artifact, size, threads, power)
 
 
 def peer_file_sizes(artifact: str | Path) -> dict[str, int]:

@@ -205,16 +205,23 @@ class Session:
         return sigmoid(logits), sigmoid(lb.unmap(logits))
 
 
-def open_session(checkpoint: str | Path, *, input_size: tuple[int, int] | None = None, device: str = "cpu") -> Session:
-    """A torch-reference Session over an edgeclick checkpoint (input_size None: each image's own size)."""
+def open_session(checkpoint: str | Path, *, input_size: tuple[int, int] | None = None, device: str = "cpu",
+                 power: str | None = None) -> Session:
+    """A torch-reference Session over an edgeclick checkpoint (input_size None: each image's own size).
+
+    power: power profile (runtimes/power.py; None: the default): torch's threads and, if torch is not
+    imported yet, the OpenMP wait policy — both process-wide."""
+    from .power import get_profile
     from .torch_ref import TorchBackend
 
-    return Session(TorchBackend.from_checkpoint(checkpoint, input_size, device))
+    return Session(TorchBackend.from_checkpoint(checkpoint, input_size, device, power=get_profile(power)))
 
 
-def open_artifact_session(artifact_dir: str | Path, *, threads: "int | dict[str, int] | None" = None, **kwargs: Any) -> Session:
+def open_artifact_session(artifact_dir: str | Path, *, threads: "int | dict[str, int] | None" = None,
+                          power: str | None = None, **kwargs: Any) -> Session:
     """A Session over an exported artifact; `threads` is one count or per graph, e.g. {"encoder": 2,
-    "decoder": 1} (onnxruntime; backends without thread control refuse the keyword)."""
+    "decoder": 1} (onnxruntime; backends without thread control refuse the keyword); `power` a power
+    profile name (runtimes/power.py; None: the default) for backends with such knobs."""
     from .artifact import open_backend
 
-    return Session(open_backend(artifact_dir, threads=threads, **kwargs))
+    return Session(open_backend(artifact_dir, threads=threads, power=power, **kwargs))

@@ -1,4 +1,9 @@
-"""The PyTorch reference backend: the split model run eagerly, the anchor every other backend is compared to."""
+"""The PyTorch reference backend: the split model run eagerly, the anchor every other backend is compared to.
+
+A power profile (runtimes/power.py) sets torch's thread count and, when given before torch is imported, the
+OpenMP wait policy; both are process-wide. Without one the process's settings are left as they are (the
+backend also serves training, evaluation and calibration code that set their own).
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,16 +16,22 @@ from edgeclick.model.base import ClickModel
 from edgeclick.model.split import Decoder, Encoder, model_graph_specs
 
 from .backend import check_feeds
+from .power import PowerProfile, apply_torch
 
 
 class TorchBackend:
-    """Backend protocol over a ClickModel (float32, eval mode, no grad)."""
+    """Backend protocol over a ClickModel (float32, eval mode, no grad).
+
+    power: a power profile name; when given, torch's threads (process-wide) follow it (module docstring).
+    """
 
     name = "torch"
 
-    def __init__(self, model: ClickModel, input_size: tuple[int, int] | None = None, device: str = "cpu") -> None:
+    def __init__(self, model: ClickModel, input_size: tuple[int, int] | None = None, device: str = "cpu",
+                 power: "str | PowerProfile | None" = None) -> None:
         if input_size is not None:
             contract.check_size(*input_size)
+        self.threads = apply_torch(power) if power is not None else torch.get_num_threads()
         self.model = model.eval().to(device)
         self.device = torch.device(device)
         self.input_size = input_size
@@ -29,10 +40,11 @@ class TorchBackend:
         self._modules = {contract.ENCODER: Encoder(self.model), contract.DECODER: Decoder(self.model)}
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, input_size: tuple[int, int] | None = None, device: str = "cpu") -> "TorchBackend":
+    def from_checkpoint(cls, path: str | Path, input_size: tuple[int, int] | None = None, device: str = "cpu",
+                        power: "str | PowerProfile | None" = None) -> "TorchBackend":
         from edgeclick.model.checkpoint import load_checkpoint
 
-        return cls(load_checkpoint(path), input_size, device)
+        return cls(load_checkpoint(path), input_size, device, power)
 
     @torch.inference_mode()
     def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

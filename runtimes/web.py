@@ -27,6 +27,8 @@ from urllib.parse import unquote, urlsplit
 
 from edgeclick import contract
 
+from .power import get_profile, web_profiles
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PAGE_DIR = REPO_ROOT / "web"
 ORT_DIST = PAGE_DIR / "node_modules" / "onnxruntime-web" / "dist"
@@ -62,8 +64,12 @@ class WebSetupError(RuntimeError):
     """Something the server needs is missing; the message says what to run."""
 
 
-def web_contract() -> dict[str, Any]:
+def web_contract(power: str | None = None) -> dict[str, Any]:
     """contract.json: what the page needs from edgeclick/contract.py, so no contract number is typed in JS.
+
+    page.power holds the power profiles (runtimes/power.py: each one's WASM thread rule and onnxruntime
+    config entries) and the server's default (`power`, None: power.DEFAULT_PROFILE); `?power=NAME` picks
+    another in the page, `?threads=N` overrides its thread count.
 
     Holds the contract (hash included, as `edgeclick contract` prints it), the graph/tensor names, the
     click encoding, preprocessing and threshold, the encoder-output specs for every model layout, and
@@ -91,7 +97,8 @@ def web_contract() -> dict[str, Any]:
         "tolerances": {k: asdict(v) for k, v in contract.TOLERANCES.items()},  # null = not a gate
         "gated": _gated(),
         "layouts": layouts,
-        "page": {**PAGE_POLICY, "artifact_url": ARTIFACT_URL, "ort_url": ORT_URL, "reference_url": REFERENCE_URL},
+        "page": {**PAGE_POLICY, "artifact_url": ARTIFACT_URL, "ort_url": ORT_URL, "reference_url": REFERENCE_URL,
+                 "power": {"default": get_profile(power).name, "profiles": web_profiles()}},
     })
 
 
@@ -128,7 +135,7 @@ class WebSite:
 
     @classmethod
     def for_artifact(cls, artifact_dir: str | Path, reference_dir: str | Path | None = None,
-                     page_dir: Path = PAGE_DIR, ort_dist: Path = ORT_DIST) -> "WebSite":
+                     page_dir: Path = PAGE_DIR, ort_dist: Path = ORT_DIST, power: str | None = None) -> "WebSite":
         """Build the URL table for one artifact (and optionally a parity bundle from `edgeclick parity
         --web-reference`).
 
@@ -143,7 +150,7 @@ class WebSite:
         site._add_artifact(artifact)
         if reference_dir is not None:
             site._add_reference(Path(reference_dir))
-        site.generated[CONTRACT_URL] = json.dumps(web_contract(), indent=1, allow_nan=False).encode()
+        site.generated[CONTRACT_URL] = json.dumps(web_contract(power), indent=1, allow_nan=False).encode()
         return site
 
     def _add_page(self, page_dir: Path) -> None:

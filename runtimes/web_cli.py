@@ -1,8 +1,11 @@
 """`edgeclick web`: serve the browser runtime for one artifact, or drive it headless for bench / parity.
 
-    edgeclick web ARTIFACT_DIR [--host 127.0.0.1] [--port 8000] [--reference BUNDLE]
+    edgeclick web ARTIFACT_DIR [--host 127.0.0.1] [--port 8000] [--reference BUNDLE] [--power PROFILE]
     edgeclick web ARTIFACT_DIR --bench OUT.json [--threads 1,2] [--ep wasm,webgpu] [--runs 20] [--sustain-seconds 10]
     edgeclick web ARTIFACT_DIR --parity BUNDLE [--out OUT.json]
+
+--power picks the page's power profile (runtimes/power.py): its WASM thread count (of the browser's cores)
+and onnxruntime session config entries; --threads, where given, overrides the count.
 
 The bundle comes from `edgeclick parity ARTIFACT_DIR --data DIR --web-reference BUNDLE`.
 """
@@ -16,6 +19,8 @@ from typing import Any, Iterator
 from urllib.parse import urlencode
 
 from edgeclick.io import write_json_atomic
+
+from .power import add_power_argument, get_profile
 
 
 def _list(text: str) -> list[str]:
@@ -35,24 +40,27 @@ def _browser(browser: Any | None) -> Iterator[Any]:
         yield launched
 
 
-def run_web_bench(artifact: Path, out: Path, threads: list[int], eps: list[str], runs: int, warmup: int,
-                  sustain_seconds: float, click_rate: float, browser: Any | None = None) -> dict[str, Any]:
+def run_web_bench(artifact: Path, out: Path, threads: list[int | None], eps: list[str], runs: int, warmup: int,
+                  sustain_seconds: float, click_rate: float, browser: Any | None = None,
+                  power: str | None = None) -> dict[str, Any]:
     """Bench mode in headless Chromium, one fresh browser context per (ep, threads); writes and returns the JSON.
 
+    threads: WASM thread counts; None in the list = the power profile's count for the browser's cores.
     browser: a running Playwright Browser to reuse (tests), else one is launched and closed here.
     """
     from .web import BackgroundServer, WebSite
     from .web_browser import chromium_path, run_page_mode
 
     results = []
-    with BackgroundServer(WebSite.for_artifact(artifact)) as server, _browser(browser) as browser:
+    profile = get_profile(power).name
+    with BackgroundServer(WebSite.for_artifact(artifact, power=profile)) as server, _browser(browser) as browser:
         for ep in eps:
             for n in threads:
-                query = urlencode({"mode": "bench", "ep": ep, "threads": n, "runs": runs, "warmup": warmup,
-                                   "sustain": sustain_seconds, "rate": click_rate})
-                print(f"web bench: {ep} {n} thread(s)…", file=sys.stderr, flush=True)
+                query = urlencode({"mode": "bench", "ep": ep, "power": profile, "runs": runs, "warmup": warmup,
+                                   "sustain": sustain_seconds, "rate": click_rate, **({"threads": n} if n else {})})
+                print(f"web bench: {ep} {n or profile} thread(s)…", file=sys.stderr, flush=True)
                 result = run_page_mode(browser, f"{server.url}/?{query}")
-                result["requested"] = {"ep": ep, "threads": n}
+                result["requested"] = {"ep": ep, "threads": n, "power": profile}
                 results.append(result)
                 print(f"  {result['backend']} {result['threads']} thread(s): encoder p50 {result['encoder_latency']['p50_ms']:.1f} ms, "
                       f"decoder p50/p90/p99 {result['decoder_latency']['p50_ms']:.2f}/{result['decoder_latency']['p90_ms']:.2f}/"
@@ -64,14 +72,18 @@ def run_web_bench(artifact: Path, out: Path, threads: list[int], eps: list[str],
     return report
 
 
-def run_web_parity(artifact: Path, bundle: Path, out: Path | None, threads: int, ep: str,
-                   browser: Any | None = None) -> dict[str, Any]:
-    """Parity mode in headless Chromium over a bundle; writes (when `out`) and returns the JSON."""
+def run_web_parity(artifact: Path, bundle: Path, out: Path | None, threads: int | None, ep: str,
+                   browser: Any | None = None, power: str | None = None) -> dict[str, Any]:
+    """Parity mode in headless Chromium over a bundle (threads None: the power profile's); writes (when
+    `out`) and returns the JSON."""
     from .web import BackgroundServer, WebSite
     from .web_browser import run_page_mode
 
-    with BackgroundServer(WebSite.for_artifact(artifact, reference_dir=bundle)) as server, _browser(browser) as browser:
-        result = run_page_mode(browser, f"{server.url}/?{urlencode({'mode': 'parity', 'threads': threads, 'ep': ep})}")
+    profile = get_profile(power).name
+    query = {"mode": "parity", "ep": ep, "power": profile, **({"threads": threads} if threads else {})}
+    with BackgroundServer(WebSite.for_artifact(artifact, reference_dir=bundle, power=profile)) as server, \
+            _browser(browser) as browser:
+        result = run_page_mode(browser, f"{server.url}/?{urlencode(query)}")
     if out is not None:
         write_json_atomic(out, result)
     return result
@@ -83,14 +95,14 @@ def run_web_cli(args: argparse.Namespace) -> int:
 
     try:
         if args.bench is not None:
-            threads = [int(t) for t in _list(args.threads)]
+            threads: list[int | None] = [int(t) for t in _list(args.threads)] if args.threads else [None]
             report = run_web_bench(args.artifact, args.bench, threads, _list(args.ep), args.runs, args.warmup,
-                                   args.sustain_seconds, args.click_rate)
+                                   args.sustain_seconds, args.click_rate, power=args.power)
             print(f"wrote {args.bench} ({len(report['results'])} runs)")
             return 0
         if args.parity is not None:
-            threads = int(_list(args.threads)[-1])
-            result = run_web_parity(args.artifact, args.parity, args.out, threads, _list(args.ep)[0])
+            count = int(_list(args.threads)[-1]) if args.threads else None
+            result = run_web_parity(args.artifact, args.parity, args.out, count, _list(args.ep)[0], power=args.power)
             s = result["summary"]
             print(f"web parity {result['artifact']} ({result['precision']}, {result['backend']} {result['threads']} thread(s)): "
                   f"{'PASS' if result['passed'] else 'FAIL'} — mean mask IoU {s['mean_mask_iou']:.6f}, min {s['min_mask_iou']:.6f}, "
@@ -101,7 +113,7 @@ def run_web_cli(args: argparse.Namespace) -> int:
             if args.out:
                 print(f"wrote {args.out}")
             return 0 if result["passed"] else 1
-        site = WebSite.for_artifact(args.artifact, reference_dir=args.reference)
+        site = WebSite.for_artifact(args.artifact, reference_dir=args.reference, power=args.power)
         return serve(site, args.host, args.port)
     except WebSetupError as exc:
         print(f"edgeclick web: error: {exc}", file=sys.stderr)
@@ -119,7 +131,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bench", type=Path, default=None, metavar="OUT.json", help="run bench mode headless and write the JSON")
     p.add_argument("--parity", type=Path, default=None, metavar="BUNDLE", help="run parity mode headless over a bundle")
     p.add_argument("--out", type=Path, default=None, help="--parity: write the result JSON here")
-    p.add_argument("--threads", default="1,2", help="WASM thread counts for --bench (--parity uses the last)")
+    p.add_argument("--threads", default=None, help="WASM thread counts for --bench, e.g. 1,2 (--parity uses the last); "
+                                                  "default: the power profile's count for the browser's cores")
+    add_power_argument(p)
     p.add_argument("--ep", default="wasm", help="execution providers for --bench, e.g. wasm,webgpu")
     p.add_argument("--runs", type=int, default=20, help="--bench: timed runs per graph")
     p.add_argument("--warmup", type=int, default=3, help="--bench: untimed runs per graph")

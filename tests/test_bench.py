@@ -195,7 +195,7 @@ def test_cli_bench_onnx_artifact(tiny_onnx: tuple[Path, Path], tmp_path: Path, c
     artifact, checkpoint = tiny_onnx
     out = tmp_path / "bench"
     rc = main(["bench", str(artifact), "--runs", "3", "--warmup", "1", "--sustain-seconds", "0.3", "--click-rate", "10",
-               "--threads", "1", "--out", str(out)])
+               "--threads", "1", "--power", "shared", "--load", "idle", "--out", str(out)])
     assert rc == 0
     data = json.loads((out / "bench.json").read_text())
     anchor, target = data["targets"]

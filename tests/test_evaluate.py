@@ -555,7 +555,7 @@ def test_cli_end_to_end_with_fake_session_and_loader(
     assert args.func(args) == 0
     assert loaded == [("root", "grabcut")]
     # flip: one session per image orientation; --device and --size are passed through
-    expected = {"device": "cpu", "input_size": (64, 96)}
+    expected = {"device": "cpu", "input_size": (64, 96), "power": None}
     assert opened == [("ck.pth", expected), ("ck.pth", expected)]
     samples = json.loads((out / "samples.json").read_text())["samples"]
     assert len(samples) == 3 and all(len(s["iou"]) == 4 for s in samples)

@@ -265,7 +265,7 @@ def test_cli_perturbed_onnx_exits_nonzero(tiny_onnx: tuple[Path, Path], dataset_
     from edgeclick.runtimes import cli
     from edgeclick.runtimes.artifact import open_backend
 
-    monkeypatch.setattr(cli, "open_artifact", lambda d: Perturbed(open_backend(d), flip_at=2))
+    monkeypatch.setattr(cli, "open_artifact", lambda d, power=None: Perturbed(open_backend(d, power=power), flip_at=2))
     artifact, _ = tiny_onnx
     out = tmp_path / "parity"
     rc = main(["parity", str(artifact), "--data", str(dataset_dir), "--samples", "1", "--clicks", "3", "--out", str(out)])

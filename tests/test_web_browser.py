@@ -320,6 +320,19 @@ def test_bench_mode_json(echo_artifact: Path, browser: Any, tmp_path: Path) -> N
             assert r["webgpu_adapter"] is False and any("WebGPU" in n for n in r["notes"])
 
 
+@pytest.mark.parametrize("power", ["latency", "efficient", "shared"])
+def test_power_profile_sets_the_wasm_threads(power: str, echo_artifact: Path, browser: Any, tmp_path: Path) -> None:
+    """The server's --power reaches the page: its WASM thread count from the profile's rule and the browser's cores."""
+    from edgeclick.runtimes.power import get_profile
+    from edgeclick.runtimes.web_cli import run_web_bench
+
+    report = run_web_bench(echo_artifact, tmp_path / "bench.json", [None], ["wasm"], runs=1, warmup=0,
+                           sustain_seconds=0.0, click_rate=5.0, browser=browser, power=power)
+    (r,) = report["results"]
+    assert r["power"] == power and r["requested"] == {"ep": "wasm", "threads": None, "power": power}
+    assert r["threads"] == get_profile(power).wasm_threads.count(r["hardware_concurrency"])
+
+
 def test_touch_tap_is_positive_and_long_press_negative(echo_artifact: Path, browser: Any, tmp_path: Path) -> None:
     """Phone input, emulated: a tap adds a positive click, a long press (contract.json's long_press_ms) a negative one."""
     scene(tmp_path / "scene.png")

@@ -164,9 +164,9 @@ async function main() {
     return;
   }
   const { manifest, backend } = ctx;
-  page.backend = { ep: backend.ep, threads: backend.threads, cross_origin_isolated: self.crossOriginIsolated, notes: backend.notes };
+  page.backend = { ep: backend.ep, threads: backend.threads, power: backend.power, cross_origin_isolated: self.crossOriginIsolated, notes: backend.notes };
   $('backend').textContent = `${manifest.name} (${manifest.precision}, ${manifest.size.join('×')}) · ` +
-    `onnxruntime-web ${backend.ep}, ${backend.threads} thread${backend.threads > 1 ? 's' : ''}` +
+    `onnxruntime-web ${backend.ep}, ${backend.threads} thread${backend.threads > 1 ? 's' : ''}, power profile ${backend.power}` +
     `${self.crossOriginIsolated ? '' : ' (not cross-origin isolated)'} · ready in ${ctx.bootMs.toFixed(0)} ms`;
   for (const note of backend.notes) log(note);
   try {

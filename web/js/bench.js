@@ -97,7 +97,7 @@ export async function runBench(ctx, params, firstMask, log) {
   }
   return {
     mode: 'bench', artifact: manifest.name, precision: manifest.precision, size: manifest.size,
-    backend: backend.ep, threads: backend.threads, cross_origin_isolated: self.crossOriginIsolated,
+    backend: backend.ep, threads: backend.threads, power: backend.power, cross_origin_isolated: self.crossOriginIsolated,
     hardware_concurrency: navigator.hardwareConcurrency, user_agent: navigator.userAgent,
     webgpu_api: !!navigator.gpu, webgpu_adapter: backend.webgpuAdapter,
     notes: backend.notes, settings: { runs, warmup, sustain_seconds: sustainS, click_rate: rate, clicks_per_session: perSession },

@@ -79,7 +79,7 @@ export async function runParity(ctx, log) {
   const g = gates(clicks, precision, contract);
   const mean = (f) => clicks.reduce((s, c) => s + f(c), 0) / clicks.length;
   return {
-    mode: 'parity', artifact: manifest.name, precision, backend: backend.ep, threads: backend.threads,
+    mode: 'parity', artifact: manifest.name, precision, backend: backend.ep, threads: backend.threads, power: backend.power,
     passed: g.every((x) => x.passed), gates: g,
     summary: { n_samples: bundle.samples.length, n_clicks: clicks.length, mean_mask_iou: mean((c) => c.mask_iou),
       min_mask_iou: Math.min(...clicks.map((c) => c.mask_iou)), max_abs_logit: Math.max(...clicks.map((c) => c.max_abs_logit)),

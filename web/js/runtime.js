@@ -31,21 +31,39 @@ export function contractRefusal(contract, manifest) {
     '(edgeclick export --target onnx).';
 }
 
-/** Requested execution provider and thread count from the page URL (?ep=wasm|webgpu&threads=N). */
-export function requestedBackend(params) {
+/** A power profile's thread rule (runtimes/power.py ThreadRule) for `cores`: clamp(floor(cores × per_core), min, max). */
+export function ruleThreads(rule, cores) {
+  const n = Math.max(rule.minimum, Math.floor(cores * rule.per_core));
+  return rule.maximum == null ? n : Math.min(n, rule.maximum);
+}
+
+/**
+ * Requested execution provider, power profile and thread count from the page URL
+ * (?ep=wasm|webgpu&power=NAME&threads=N); the profile comes from contract.json's page.power (the server's
+ * --power by default), and ?threads overrides its thread count.
+ */
+export function requestedBackend(params, contract) {
   const ep = params.get('ep') === 'webgpu' ? 'webgpu' : 'wasm';
   const cores = navigator.hardwareConcurrency || 1;
+  const power = contract.page.power;
+  const notes = [];
+  let name = params.get('power') || power.default;
+  if (!power.profiles[name]) {
+    notes.push(`unknown power profile '${name}' (choose one of ${Object.keys(power.profiles).join(', ')}): using ${power.default}`);
+    name = power.default;
+  }
+  const profile = power.profiles[name];
   const asked = Number.parseInt(params.get('threads') || '', 10);
-  const threads = Number.isInteger(asked) && asked > 0 ? asked : Math.min(cores, 4);
-  return { ep, threads };
+  const threads = Number.isInteger(asked) && asked > 0 ? asked : ruleThreads(profile.wasm_threads, cores);
+  return { ep, threads, power: name, sessionConfig: profile.ort_config, notes };
 }
 
 /**
  * Import onnxruntime-web (served from the pinned npm package under page.ort_url) configured for `ep`.
  * WebGPU falls back to WASM, with a note, where the browser offers no adapter.
  */
-export async function loadOrt(contract, { ep, threads }) {
-  const notes = [];
+export async function loadOrt(contract, { ep, threads, power, sessionConfig, notes: asked = [] }) {
+  const notes = [...asked];
   let useEp = ep;
   let webgpuAdapter = null; // null: not asked for
   if (ep === 'webgpu') {
@@ -61,7 +79,7 @@ export async function loadOrt(contract, { ep, threads }) {
   const effective = self.crossOriginIsolated ? threads : 1;
   if (threads > 1 && !self.crossOriginIsolated) notes.push(`${threads} threads asked for, but the page is not cross-origin isolated (plain http to a non-localhost address): 1 thread`);
   ort.env.wasm.numThreads = effective;
-  return { ort, ep: useEp, threads: effective, notes, webgpuAdapter };
+  return { ort, ep: useEp, threads: effective, notes, webgpuAdapter, power, sessionConfig: sessionConfig || {} };
 }
 
 /** Everything up to a ready session: contract, manifest (contract hash checked), onnxruntime-web, graphs. */
@@ -72,10 +90,11 @@ export async function boot(params) {
   const refusal = contractRefusal(contract, manifest);
   if (refusal) throw new PageError(refusal, 'refused');
   if (manifest.format !== 'onnx') throw new PageError(`Refused: a ${manifest.format} artifact; the browser runs ONNX artifacts`, 'refused');
-  const backend = await loadOrt(contract, requestedBackend(params));
+  const backend = await loadOrt(contract, requestedBackend(params, contract));
   let session;
   try {
-    session = await EdgeSession.open(backend.ort, contract, manifest, contract.page.artifact_url, [backend.ep]);
+    session = await EdgeSession.open(backend.ort, contract, manifest, contract.page.artifact_url, [backend.ep],
+      backend.sessionConfig);
   } catch (err) {
     if (err instanceof InputError) throw new PageError(err.message);
     throw new PageError(`the artifact's graphs could not be opened with onnxruntime-web (${backend.ep}): ${err.message || err}`);

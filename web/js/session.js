@@ -39,9 +39,13 @@ export class EdgeSession {
     this.timings = { encoder_ms: null, letterbox_ms: null };
   }
 
-  /** Open both graphs of the artifact with one execution provider; checks their names against the contract. */
-  static async open(ort, contract, manifest, baseUrl, executionProviders) {
-    const opts = { executionProviders, graphOptimizationLevel: 'all' };
+  /**
+   * Open both graphs of the artifact with one execution provider; checks their names against the contract.
+   * `sessionConfig`: onnxruntime session config entries of the power profile (e.g. intra-op spinning),
+   * passed flat through onnxruntime-web's `extra` session options.
+   */
+  static async open(ort, contract, manifest, baseUrl, executionProviders, sessionConfig = {}) {
+    const opts = { executionProviders, graphOptimizationLevel: 'all', extra: { ...sessionConfig } };
     const names = contract.names;
     const [encoder, encMs] = await timed(() => ort.InferenceSession.create(`${baseUrl}${names.ENCODER}.onnx`, opts));
     const [decoder, decMs] = await timed(() => ort.InferenceSession.create(`${baseUrl}${names.DECODER}.onnx`, opts));
