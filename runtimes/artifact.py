@@ -24,6 +24,7 @@ BACKENDS: dict[str, str] = {
     "onnx": "edgeclick.runtimes.ort:OrtBackend",
     "coreml": "edgeclick.runtimes.coreml:CoreMLBackend",
     "trt": "edgeclick.runtimes.trt:TensorRTBackend",
+    "executorch": "edgeclick.runtimes.executorch:ExecuTorchBackend",
 }
 DEFAULT_SKIP_CHANNELS = 16  # contract.graph_specs' default when the model has no conv adapter
 

@@ -206,7 +206,17 @@ class Session:
 
 
 def open_session(checkpoint: str | Path, *, input_size: tuple[int, int] | None = None, device: str = "cpu") -> Session:
-    """A torch-reference Session over an edgeclick checkpoint (input_size None: each image's own size)."""
+    """A torch-reference Session over an edgeclick checkpoint (input_size None: each image's own size), or
+    a Session over an exported artifact when `checkpoint` is an artifact folder (any format, its own runtime;
+    `segment` and `evaluate` take both). An artifact exported at a fixed size refuses another input_size."""
+    from edgeclick.manifest import MANIFEST_NAME
+
+    if Path(checkpoint).is_dir() and (Path(checkpoint) / MANIFEST_NAME).is_file():
+        session = open_artifact_session(checkpoint)
+        fixed = session.backend.input_size
+        if input_size is not None and fixed is not None and tuple(input_size) != tuple(fixed):
+            raise InputError(f"{checkpoint} was exported for {fixed[0]}x{fixed[1]}; drop --size or pass {fixed[0]}x{fixed[1]}")
+        return session
     from .torch_ref import TorchBackend
 
     return Session(TorchBackend.from_checkpoint(checkpoint, input_size, device))

