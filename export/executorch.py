@@ -59,12 +59,18 @@ def require_executorch() -> Any:
 
 
 def example_inputs(model: ClickModel, size: tuple[int, int]) -> dict[str, tuple[torch.nn.Module, tuple[torch.Tensor, ...]]]:
-    """graph → (split wrapper in eval mode, example inputs in contract order) on `reference_feeds(size)`."""
+    """graph → (split wrapper in eval mode, example inputs in contract order) on `reference_feeds(size)`.
+
+    Every example tensor has canonical contiguous strides: a program records the dim order of its example
+    inputs, and `runtimes/executorch.py` feeds contiguous arrays.
+    """
     encoder, decoder = (m.eval() for m in split_model(model.eval()))
     feeds = reference_feeds(size)
     image = dense(feeds[contract.IMAGE])
     with torch.inference_mode():
-        features = tuple(f.clone() for f in encoder(image))
+        # Contiguous NCHW, as the runtime feeds numpy arrays: eager convs may hand back channels-last tensors, and
+        # a program traced on those expects that memory layout at run time (it reads a plain array wrongly).
+        features = tuple(dense(f.contiguous().numpy()) for f in encoder(image))
     return {
         contract.ENCODER: (encoder, (image,)),
         contract.DECODER: (decoder, (*features, dense(feeds[contract.CLICKS]), dense(feeds[contract.PREV_MASK]))),

@@ -135,6 +135,7 @@ class ExecuTorchBackend:
         self.input_size = tuple(input_size)
         self.threads = {graph: graph_threads(threads, graph) for graph in graphs}
         self.methods: dict[str, Any] = {}
+        self._programs: dict[str, Any] = {}
         runtime = Runtime.get()
         for graph in graphs:
             path = Path(files[graph])
@@ -146,6 +147,7 @@ class ExecuTorchBackend:
             if meta.get(contract.META_GRAPH) != graph:
                 raise ValueError(f"{path}: metadata says graph {meta.get(contract.META_GRAPH)!r}, expected {graph!r}")
             self.methods[graph] = program.load_method("forward")
+            self._programs[graph] = program  # a Method reads its Program's memory: keep the Program alive
         self.contract_hash = contract.contract_hash()
         self.files = {g: Path(p) for g, p in files.items()}
 
