@@ -120,14 +120,15 @@ def test_threads_are_per_graph(tiny_pte: Path, image_u8: np.ndarray) -> None:
 
 
 def test_another_contract_is_refused(tiny_pte: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeclick.runtimes.artifact import graph_specs_from_manifest
     from edgeclick.runtimes.executorch import ExecuTorchBackend
 
     manifest = read_manifest(tiny_pte)
     files = {g: manifest.path(g) for g in (contract.ENCODER, contract.DECODER)}
-    monkeypatch.setattr(contract, "contract_hash", lambda: "0" * 64)
+    specs = graph_specs_from_manifest(manifest)
+    monkeypatch.setattr(contract, "contract_hash", lambda: "0" * 64)  # this code now speaks another contract
     with pytest.raises(contract.ContractMismatch, match="ExecuTorch program .*encoder.pte was built for I/O contract"):
-        ExecuTorchBackend.from_files(files, {}, TINY_ONNX_SIZE) if False else ExecuTorchBackend.from_files(
-            files, {contract.ENCODER: None, contract.DECODER: None}, TINY_ONNX_SIZE)  # type: ignore[dict-item]
+        ExecuTorchBackend.from_files(files, specs, TINY_ONNX_SIZE)
 
 
 def test_options_and_precisions_are_checked() -> None:
@@ -147,3 +148,28 @@ def test_bench_rows_state_threads(tiny_pte: Path, tmp_path: Path) -> None:
     data = json.loads((out / "bench.json").read_text())
     rows = data["results"]
     assert rc == 0 and [(r["backend"], r["threads"], r["threads_applied"]) for r in rows] == [("executorch", 1, True)]
+
+
+def test_int8_program_from_recorded_click_sessions(tiny_pte: Path, tiny_onnx: tuple[Path, Path], tmp_path: Path,
+                                                   image_u8: np.ndarray) -> None:
+    from edgeclick.calibration.data import collect_calibration_data
+    from edgeclick.calibration.deploy import compose_one_graph
+    from edgeclick.calibration.deploy import synthetic_samples
+    from edgeclick.calibration.executorch import quantize_executorch_artifact
+
+    data = collect_calibration_data(tiny_onnx[1], synthetic_samples(2, 0), input_size=TINY_ONNX_SIZE, clicks_per_sample=2,
+                                    max_decoder_samples=4, seed=0)
+    int8 = quantize_executorch_artifact(tiny_pte, data, tmp_path / "int8", max_feeds=4)
+    m, fp32 = read_manifest(int8), read_manifest(tiny_pte)
+    assert m.format == "executorch" and m.precision == "int8" and m.options["calibration"]["graphs"] == [contract.ENCODER, contract.DECODER]
+    assert all(m.files[g].sha256 != fp32.files[g].sha256 for g in (contract.ENCODER, contract.DECODER))
+    assert m.validation["precision"] == "int8" and m.validation["passed"]
+    session = Session(open_backend(int8, threads=1))
+    session.set_image(image_u8)
+    assert session.click(50, 30, True).shape == image_u8.shape[:2]
+    one = compose_one_graph(int8, tiny_pte, contract.ENCODER, tmp_path / "int8enc")
+    mixed = read_manifest(one)
+    assert mixed.files[contract.ENCODER].sha256 == m.files[contract.ENCODER].sha256
+    assert mixed.files[contract.DECODER].sha256 == fp32.files[contract.DECODER].sha256
+    with pytest.raises(ValueError, match="int8 ExecuTorch starts from the fp32"):
+        quantize_executorch_artifact(int8, data, tmp_path / "again")
