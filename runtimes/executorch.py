@@ -7,12 +7,15 @@ These are the files a phone app loads; XNNPACK runs the same kernels on Arm phon
 instruction sets, so other timings). Each program's constant method `edgeclick_metadata` names its
 contract hash and graph, and a program built for another I/O contract is refused with ContractMismatch.
 
-Threads. ExecuTorch's Python runtime has one threadpool per process (`_unsafe_reset_threadpool(n)` /
-`_threadpool_get_thread_count()` in its pybindings; XNNPACK and the portable kernels draw on it). A per-graph
-count is therefore applied by resizing that pool before the graph runs, under a process-wide lock that also
-serialises every ExecuTorch run in the process: a resize while another program executes is what "unsafe"
-warns about. Two backends with different counts in one process take turns, each at its own count. The
-ExecuTorch default (threads None) is the pool size found before the first resize.
+Threads. ExecuTorch's Python runtime has ONE threadpool per process (`_unsafe_reset_threadpool(n)` /
+`_threadpool_get_thread_count()` in its pybindings; XNNPACK and the portable kernels draw on it), and an XNNPACK
+program binds the pool that exists when its method is loaded. Resizing it after a program is loaded is not
+safe (measured here: a later run aborted the process; a reload after the resize hung). So the count is
+process-wide: the first ExecuTorch backend of a process sizes the pool before it loads anything, every later
+one must ask for the same count (ValueError otherwise), and both graphs run at that count; a per-graph
+mapping is accepted only when its counts agree. To compare counts, use one process per count, as
+`edgeclick bench` does (a fresh worker per artifact and thread count). threads None: the pool as it is.
+Runs are serialised by a process-wide lock (one pool).
 """
 from __future__ import annotations
 
@@ -28,14 +31,35 @@ from edgeclick import contract
 from .backend import check_contract, check_feeds
 
 Threads = Union[int, Mapping[str, int], None]
-"""One count for both graphs, a per-graph mapping ({"encoder": 2, "decoder": 1}; a graph left out gets
-ExecuTorch's default), or None (ExecuTorch's default: its threadpool as created, one per performant core)."""
+"""One count for both graphs, a per-graph mapping whose counts agree ({"encoder": 2, "decoder": 2}; see the module
+docstring: the pool is process-wide), or None (the process's pool as it is: ExecuTorch's default, one thread per
+performant core, until a backend sized it)."""
 
 METADATA_METHOD = "edgeclick_metadata"  # constant method of every .pte: JSON with the contract and the graph
 _DTYPES = {0: "uint8", 1: "int8", 3: "int32", 4: "int64", 5: "float16", 6: "float32", 7: "float64", 11: "bool"}
 """ExecuTorch ScalarType codes (as TensorInfo.dtype() returns them; c10's numbering) → numpy dtype names."""
-_POOL_LOCK = threading.Lock()  # one threadpool per process: resize and run under one lock
+_POOL_LOCK = threading.Lock()  # one threadpool per process: resize, reload and run under one lock
 _DEFAULT_THREADS: list[int] = []  # the pool size before edgeclick first resized it
+
+
+class _Pool:
+    """The process's threadpool size once an ExecuTorch program is loaded (None before): fixed from then on."""
+
+    size: int | None = None
+
+    @classmethod
+    def claim(cls, threads: int, where: str) -> None:
+        """Size the pool to `threads` before the first program loads; refuse another count later (under _POOL_LOCK)."""
+        lib = _pybindings()
+        if cls.size is None:
+            if int(lib._threadpool_get_thread_count()) != threads:
+                default_threads()
+                lib._unsafe_reset_threadpool(threads)
+            cls.size = threads
+        elif cls.size != threads:
+            raise ValueError(f"{where}: ExecuTorch's threadpool is process-wide and this process already runs programs "
+                             f"at {cls.size} thread(s), not {threads}; use {cls.size}, or open it in another process "
+                             "(edgeclick bench runs each thread count in its own worker)")
 
 
 def dense(array: np.ndarray) -> Any:
@@ -71,9 +95,13 @@ def graph_threads(threads: Threads, graph: str) -> int:
         unknown = sorted(set(threads) - {contract.ENCODER, contract.DECODER})
         if unknown:
             raise ValueError(f"per-graph threads name unknown graph(s) {unknown}; use {contract.ENCODER!r} / {contract.DECODER!r}")
+        counts = {graph_threads(n, graph) for n in threads.values()} | ({default_threads()} if len(threads) < 2 else set())
+        if len(counts) > 1:
+            raise ValueError(f"per-graph threads {dict(threads)}: ExecuTorch runs every graph of a process on one "
+                             "threadpool (process-wide, fixed once a program is loaded); give one count")
         threads = threads.get(graph)
     if threads is None:
-        return default_threads()
+        return _Pool.size or default_threads()
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be >= 1 (or None for ExecuTorch's default), got {threads!r}")
     return threads
@@ -146,7 +174,9 @@ class ExecuTorchBackend:
             check_contract(meta.get(contract.META_CONTRACT_HASH, "<none>"), f"ExecuTorch program {path}")
             if meta.get(contract.META_GRAPH) != graph:
                 raise ValueError(f"{path}: metadata says graph {meta.get(contract.META_GRAPH)!r}, expected {graph!r}")
-            self.methods[graph] = program.load_method("forward")
+            with _POOL_LOCK:
+                _Pool.claim(self.threads[graph], str(path))
+                self.methods[graph] = program.load_method("forward")
             self._programs[graph] = program  # a Method reads its Program's memory: keep the Program alive
         self.contract_hash = contract.contract_hash()
         self.files = {g: Path(p) for g, p in files.items()}
@@ -183,11 +213,6 @@ class ExecuTorchBackend:
                              f"{self.input_size[0]}x{self.input_size[1]} (programs are static; export that size)")
         inputs = [dense(feeds[name]) for name in spec.input_names()]
         with _POOL_LOCK:
-            lib = _pybindings()
-            want = self.threads[graph]
-            if int(lib._threadpool_get_thread_count()) != want:
-                default_threads()  # remember ExecuTorch's own size before the first resize
-                lib._unsafe_reset_threadpool(want)
             outputs = self.methods[graph].execute(inputs)
             arrays = [np.array(o.numpy(), copy=True) for o in outputs]
         return dict(zip(spec.output_names(), arrays))

@@ -69,7 +69,7 @@ def test_export_writes_validated_delegated_programs(tiny_pte: Path) -> None:
 
 
 def test_session_runs_and_matches_onnxruntime(tiny_pte: Path, tiny_onnx: tuple[Path, Path], image_u8: np.ndarray) -> None:
-    et, ort = Session(open_backend(tiny_pte, threads=1)), Session(open_backend(tiny_onnx[0], threads=1))
+    et, ort = Session(open_backend(tiny_pte)), Session(open_backend(tiny_onnx[0], threads=1))
     assert et.backend.name == "executorch"
     for session in (et, ort):
         session.set_image(image_u8)
@@ -105,16 +105,21 @@ def test_tampered_program_is_refused_in_one_line(tiny_pte: Path, tmp_path: Path,
     assert rc != 0 and len(err.splitlines()) == 1 and "sha256" in err
 
 
-def test_threads_are_per_graph(tiny_pte: Path, image_u8: np.ndarray) -> None:
+def test_threads_are_process_wide(tiny_pte: Path, image_u8: np.ndarray) -> None:
+    """ExecuTorch's threadpool is one per process and fixed once a program is loaded (runtimes/executorch.py)."""
     from executorch.extension.pybindings import portable_lib
 
-    backend = open_backend(tiny_pte, threads={contract.ENCODER: 2, contract.DECODER: 1})
-    session = Session(backend)
-    session.set_image(image_u8)
-    assert portable_lib._threadpool_get_thread_count() == 2
-    session.click(50, 30, True)
-    assert portable_lib._threadpool_get_thread_count() == 1
-    assert backend.threads_note() == "encoder 2 threads, decoder 1 thread"
+    from edgeclick.runtimes.executorch import _Pool
+
+    backend = open_backend(tiny_pte)  # the pool as this process already has it
+    size = _Pool.size
+    assert size == portable_lib._threadpool_get_thread_count() and backend.threads == {contract.ENCODER: size, contract.DECODER: size}
+    same = open_backend(tiny_pte, threads={contract.ENCODER: size, contract.DECODER: size})
+    Session(same).set_image(image_u8)
+    with pytest.raises(ValueError, match="process-wide and this process already runs programs"):
+        open_backend(tiny_pte, threads=size + 1)
+    with pytest.raises(ValueError, match="one threadpool .* give one count"):
+        open_backend(tiny_pte, threads={contract.ENCODER: 2, contract.DECODER: 1})
     with pytest.raises(ValueError, match="threads must be >= 1"):
         open_backend(tiny_pte, threads=0)
 
@@ -164,7 +169,7 @@ def test_int8_program_from_recorded_click_sessions(tiny_pte: Path, tiny_onnx: tu
     assert m.format == "executorch" and m.precision == "int8" and m.options["calibration"]["graphs"] == [contract.ENCODER, contract.DECODER]
     assert all(m.files[g].sha256 != fp32.files[g].sha256 for g in (contract.ENCODER, contract.DECODER))
     assert m.validation["precision"] == "int8" and m.validation["passed"]
-    session = Session(open_backend(int8, threads=1))
+    session = Session(open_backend(int8))
     session.set_image(image_u8)
     assert session.click(50, 30, True).shape == image_u8.shape[:2]
     one = compose_one_graph(int8, tiny_pte, contract.ENCODER, tmp_path / "int8enc")
