@@ -100,7 +100,7 @@ def test_tampered_program_is_refused_in_one_line(tiny_pte: Path, tmp_path: Path,
         open_backend(copy)
     assert "\n" not in str(info.value) and "re-export" in str(info.value)
     Image.fromarray(image_u8).save(tmp_path / "x.png")
-    rc = main(["segment", str(copy), "--image", str(tmp_path / "x.png"), "--click", "50,30,+", "--out", str(tmp_path / "m.png")])
+    rc = main(["segment", str(copy), str(tmp_path / "x.png"), "--click", "50,30,+", "--out", str(tmp_path / "m.png")])
     err = capsys.readouterr().err.strip()
     assert rc != 0 and len(err.splitlines()) == 1 and "sha256" in err
 
@@ -146,13 +146,13 @@ def test_options_and_precisions_are_checked() -> None:
         formats.check_request(fmt, "fp32", True)
 
 
-def test_bench_rows_state_threads(tiny_pte: Path, tmp_path: Path) -> None:
-    out = tmp_path / "bench"
-    rc = main(["bench", str(tiny_pte), "--runs", "2", "--warmup", "0", "--sustain", "0", "--threads", "1", "--no-anchor",
-               "--out", str(out)])
-    data = json.loads((out / "bench.json").read_text())
-    rows = data["results"]
-    assert rc == 0 and [(r["backend"], r["threads"], r["threads_applied"]) for r in rows] == [("executorch", 1, True)]
+def test_bench_rows_state_threads(tiny_pte: Path) -> None:
+    from edgeclick.runtimes.bench import ARTIFACT, BenchConfig, BenchTarget, run_bench
+
+    target = BenchTarget("tiny executorch", ARTIFACT, str(tiny_pte), TINY_ONNX_SIZE)
+    report = run_bench([target], BenchConfig(warmup=0, runs=2, sustain_seconds=0.0, threads=(1,)))  # a fresh worker
+    assert [(r.backend, r.threads, r.threads_applied) for r in report.results] == [("executorch", 1, True)]
+    assert report.results[0].encoder.p50_ms > 0 and report.results[0].decoder.p50_ms > 0
 
 
 def test_int8_program_from_recorded_click_sessions(tiny_pte: Path, tiny_onnx: tuple[Path, Path], tmp_path: Path,
