@@ -37,7 +37,7 @@ from edgeclick.model.split import model_graph_specs, split_model
 
 from .formats import ExportRequest, ExportResult, MissingRequirement
 from .options import ExecuTorchOptions
-from .validation import check_structure, check_values, reference_feeds
+from .validation import TensorInfo, check_structure, check_values, reference_feeds
 
 META_PRECISION = "edgeclick.precision"
 SUFFIX = ".pte"
@@ -168,7 +168,8 @@ def export_executorch(request: ExportRequest) -> ExportResult:
         raise MissingRequirement("ExecuTorch programs with the Core ML delegate were written but cannot run here "
                                  "(Core ML executes on iOS / macOS only); run them on an Apple device", result)
     backend = ExecuTorchBackend.from_files(files, model_graph_specs(request.model), request.size)
-    structure = check_structure(request.model, {g: backend.io_info(g) for g in files}, request.size, False)
+    io = {g: tuple([TensorInfo(*t) for t in side] for side in backend.io_info(g)) for g in files}
+    structure = check_structure(request.model, io, request.size, False)  # type: ignore[arg-type]
     values = check_values(request.model, backend.run, request.precision, [request.size])
     metadata["validated_with"] = f"executorch.runtime ({backend.threads_note()})"
     return ExportResult(files=files, metadata=metadata, validation={"structure": structure, **values})

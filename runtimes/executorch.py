@@ -185,20 +185,15 @@ class ExecuTorchBackend:
         """"encoder 2 threads, decoder 1 thread" (what bench rows and validation notes state)."""
         return ", ".join(f"{g} {n} thread{'s' if n != 1 else ''}" for g, n in self.threads.items())
 
-    def io_info(self, graph: str) -> tuple[list[Any], list[Any]]:
-        """(inputs, outputs) as export.validation.TensorInfo, named by position after the contract (a .pte
-        keeps no tensor names); an extra tensor is named "<extra i>" so the structure check reports it."""
-        from edgeclick.export.validation import TensorInfo
-
+    def io_info(self, graph: str) -> tuple[list[tuple[str, str, tuple[int, ...]]], list[tuple[str, str, tuple[int, ...]]]]:
+        """(inputs, outputs) as (name, numpy dtype name, shape), named by position after the contract (a .pte
+        keeps no tensor names); an extra tensor is named "<extra i>" so a structure check reports it."""
         meta = self.methods[graph].metadata
         spec = self.graphs[graph]
 
-        def infos(count: int, get: Any, names: list[str]) -> list[TensorInfo]:
-            out = []
-            for i in range(count):
-                t = get(i)
-                out.append(TensorInfo(names[i] if i < len(names) else f"<extra {i}>", tensor_dtype(t), tuple(int(d) for d in t.sizes())))
-            return out
+        def infos(count: int, get: Any, names: list[str]) -> list[tuple[str, str, tuple[int, ...]]]:
+            return [(names[i] if i < len(names) else f"<extra {i}>", tensor_dtype(get(i)), tuple(int(d) for d in get(i).sizes()))
+                    for i in range(count)]
 
         return (infos(meta.num_inputs(), meta.input_tensor_meta, spec.input_names()),
                 infos(meta.num_outputs(), meta.output_tensor_meta, spec.output_names()))
