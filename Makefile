@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "torch==2.13.0"
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,executorch]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -68,7 +68,7 @@ eval: $(STAMP)
 	$(BIN)/edgeclick evaluate --checkpoint $(CKPT) --data $(DATA)
 
 export: $(STAMP)
-	@test -n "$(CKPT)" || (echo "usage: make export TARGET=onnx|trt|coreml|all CKPT=model.pt [SIZE=640x960] [FUSION=late|early] [PRECISION=fp32|fp16]"; exit 2)
+	@test -n "$(CKPT)" || (echo "usage: make export TARGET=onnx|trt|coreml|executorch|all CKPT=model.pt [SIZE=640x960] [FUSION=late|early] [PRECISION=fp32|fp16]"; exit 2)
 	$(BIN)/edgeclick export --target $(TARGET) --checkpoint $(CKPT) --precision $(PRECISION) $(if $(SIZE),--size $(SIZE)) $(if $(FUSION),--fusion $(FUSION))
 
 # Variants of CKPT (default: the bundled reference) for TARGET, calibrated on CALIB_DATA click sessions and
@@ -87,6 +87,13 @@ DEPLOY_ARGS ?=
 .PHONY: deploy-table
 deploy-table: $(STAMP)
 	$(BIN)/edgeclick deploy-table --doc docs/deploy.md $(DEPLOY_ARGS)
+
+# ONNX Runtime Mobile readiness of an ONNX artifact: NNAPI / CoreML EP partitions, .ort files checked against the .onnx
+# → reports/phone-readiness/<artifact>/ (readiness.md, readiness.json, encoder.ort, decoder.ort).
+.PHONY: phone-readiness
+phone-readiness: $(STAMP)
+	@test -n "$(ARTIFACT)" || (echo "usage: make phone-readiness ARTIFACT=artifacts/<name>-onnx"; exit 2)
+	$(BIN)/edgeclick phone-readiness $(ARTIFACT)
 
 bench-model: $(STAMP)
 	$(BIN)/python -m edgeclick.bench_model

@@ -31,6 +31,8 @@ from edgeclick.runtimes.load import IDLE
 from edgeclick.runtimes.power import DEFAULT_PROFILE
 
 CONFIGS: tuple[tuple[str, bool], ...] = (("late", False), ("late", True), ("early", False), ("early", True))
+RUNTIMES: dict[str, str] = {"onnxruntime": "onnx", "executorch": "executorch"}
+"""Runtime of a row → the export target its artifacts come from (int8: calibration/ort.py or calibration/executorch.py)."""
 PRECISIONS: tuple[str, ...] = ("fp32", "int8", "int8enc", "int8dec")
 ONE_GRAPH = {"int8enc": contract.ENCODER, "int8dec": contract.DECODER}
 
@@ -44,10 +46,12 @@ class DeployEntry:
     adapter: bool
     precision: str
     artifact: Path
+    runtime: str = "onnxruntime"
 
 
-def config_label(fusion: str, adapter: bool) -> str:
-    return f"{fusion}{' + conv adapter' if adapter else ''}"
+def config_label(fusion: str, adapter: bool, runtime: str = "onnxruntime") -> str:
+    """The table's configuration cell: "late + conv adapter"; rows of another runtime than onnxruntime name it."""
+    return f"{fusion}{' + conv adapter' if adapter else ''}{'' if runtime == 'onnxruntime' else ' (ExecuTorch)'}"
 
 
 def _stem(model: str, fusion: str, adapter: bool, size: tuple[int, int]) -> str:
@@ -87,11 +91,12 @@ def _reusable(artifact: Path, checkpoint: Path, size: tuple[int, int], precision
 
 def compose_one_graph(int8: Path, fp32: Path, graph: str, out: Path) -> Path:
     """An artifact with `graph` from the int8 artifact and the other graph from the fp32 one (same model,
-    calibration and contract); manifest from the int8 one with calibration.graphs = [graph]. Atomic."""
+    format, calibration and contract); manifest from the int8 one with calibration.graphs = [graph]. Atomic."""
     from edgeclick.manifest import file_entries, read_manifest, write_manifest
-    from edgeclick.export.onnx import graph_filename
 
     q, f = read_manifest(int8), read_manifest(fp32)
+    if q.format != f.format:
+        raise ValueError(f"{int8} is {q.format!r}, {fp32} is {f.format!r}; one-graph int8 takes two artifacts of one format")
     staging = out.with_name(f".{out.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -99,8 +104,8 @@ def compose_one_graph(int8: Path, fp32: Path, graph: str, out: Path) -> Path:
         files = {}
         for g in (contract.ENCODER, contract.DECODER):
             src = q.path(g) if g == graph else f.path(g)
-            shutil.copy2(src, staging / graph_filename(g))
-            files[g] = Path(graph_filename(g))
+            shutil.copy2(src, staging / src.name)
+            files[g] = Path(src.name)
         calibration = {**q.options.get("calibration", {}), "graphs": [graph]}
         write_manifest(dataclasses.replace(q, root=staging, name=out.name, files=file_entries(staging, files),
                                            options={**q.options, "calibration": calibration}))
@@ -124,39 +129,53 @@ def synthetic_samples(count: int, seed: int) -> list[Any]:
 
 def build_artifacts(model: str, size: tuple[int, int], work: Path, *, configs: tuple[tuple[str, bool], ...] = CONFIGS,
                     precisions: tuple[str, ...] = PRECISIONS, seed: int = 0, calib_samples: int = 2,
-                    calib_clicks: int = 3, log: Callable[[str], None] = print) -> list[DeployEntry]:
-    """Export / quantise (or reuse) every configuration × precision; returns them in table order."""
+                    calib_clicks: int = 3, runtimes: tuple[str, ...] = ("onnxruntime",),
+                    log: Callable[[str], None] = print) -> list[DeployEntry]:
+    """Export / quantise (or reuse) every configuration × runtime × precision; returns them in table order."""
     from edgeclick.export.run import export
 
     entries: list[DeployEntry] = []
     for fusion, adapter in configs:
         ckpt = _checkpoint(work, model, fusion, adapter, seed)
-        stem = _stem(model, fusion, adapter, size)
-        fp32 = work / f"{stem}-fp32"
-        if not _reusable(fp32, ckpt, size, "fp32"):
-            log(f"deploy-table: exporting {stem} (fp32 ONNX)")
-            shutil.rmtree(fp32, ignore_errors=True)
-            export(ckpt, "onnx", size=size, out_root=work, name=fp32.name)
-        made = {"fp32": fp32}
-        if any(p != "fp32" for p in precisions):
-            int8 = work / f"{stem}-int8"
-            if not _reusable(int8, ckpt, size, "int8"):
-                from edgeclick.calibration.data import collect_calibration_data
-                from edgeclick.calibration.ort import quantize_onnx_artifact
+        for runtime in runtimes:
+            target = RUNTIMES[runtime]
+            # onnxruntime keeps the names of earlier runs (reused); other runtimes' artifacts carry their target
+            stem = _stem(model, fusion, adapter, size) + ("" if runtime == "onnxruntime" else f"-{target}")
+            fp32 = work / f"{stem}-fp32"
+            if not _reusable(fp32, ckpt, size, "fp32"):
+                log(f"deploy-table: exporting {stem} (fp32 {target})")
+                shutil.rmtree(fp32, ignore_errors=True)
+                export(ckpt, target, size=size, out_root=work, name=fp32.name)
+            made = {"fp32": fp32}
+            if any(p != "fp32" for p in precisions):
+                int8 = work / f"{stem}-int8"
+                if not _reusable(int8, ckpt, size, "int8"):
+                    from edgeclick.calibration.data import collect_calibration_data
 
-                log(f"deploy-table: int8 {stem}: recording {calib_samples} synthetic click sessions × {calib_clicks} clicks")
-                data = collect_calibration_data(ckpt, synthetic_samples(calib_samples, seed), input_size=size,
-                                                clicks_per_sample=calib_clicks, max_decoder_samples=calib_samples * calib_clicks,
-                                                seed=seed)
-                quantize_onnx_artifact(fp32, data, int8, overwrite=True)
-            made["int8"] = int8
-            for name, graph in ONE_GRAPH.items():
-                if name in precisions:
-                    made[name] = compose_one_graph(int8, fp32, graph, work / f"{stem}-{name}")
-        for precision in precisions:
-            entries.append(DeployEntry(f"{config_label(fusion, adapter)} · {precision}", fusion, adapter, precision,
-                                       made[precision]))
+                    log(f"deploy-table: int8 {stem}: recording {calib_samples} synthetic click sessions × {calib_clicks} clicks")
+                    data = collect_calibration_data(ckpt, synthetic_samples(calib_samples, seed), input_size=size,
+                                                    clicks_per_sample=calib_clicks,
+                                                    max_decoder_samples=calib_samples * calib_clicks, seed=seed)
+                    _quantize(runtime, fp32, data, int8)
+                made["int8"] = int8
+                for name, graph in ONE_GRAPH.items():
+                    if name in precisions:
+                        made[name] = compose_one_graph(int8, fp32, graph, work / f"{stem}-{name}")
+            for precision in precisions:
+                entries.append(DeployEntry(f"{config_label(fusion, adapter, runtime)} · {precision}", fusion, adapter,
+                                           precision, made[precision], runtime))
     return entries
+
+
+def _quantize(runtime: str, fp32: Path, data: Any, out: Path) -> Path:
+    """The int8 artifact of `fp32` for `runtime`, as `edgeclick calibrate` makes it (static QDQ / XNNPACK PT2E)."""
+    if runtime == "executorch":
+        from edgeclick.calibration.executorch import quantize_executorch_artifact
+
+        return quantize_executorch_artifact(fp32, data, out, overwrite=True)
+    from edgeclick.calibration.ort import quantize_onnx_artifact
+
+    return quantize_onnx_artifact(fp32, data, out, overwrite=True)
 
 
 def run_deploy_table(args: argparse.Namespace) -> int:
@@ -172,6 +191,13 @@ def run_deploy_table(args: argparse.Namespace) -> int:
     if bad or not precisions:
         raise ValueError(f"--precisions {args.precisions!r}: choose from {','.join(PRECISIONS)}")
     configs = CONFIGS if args.configs is None else tuple(_parse_config(c) for c in args.configs.split(","))
+    runtimes = tuple(r.strip() for r in args.runtimes.split(",") if r.strip())
+    if not runtimes or [r for r in runtimes if r not in RUNTIMES]:
+        raise ValueError(f"--runtimes {args.runtimes!r}: choose from {','.join(RUNTIMES)}")
+    if "executorch" in runtimes:
+        from edgeclick.export.executorch import require_executorch
+
+        require_executorch()  # one line before any export
     peers = list(args.peer or [])
     if peers:
         from edgeclick.runtimes.peers import require_peer
@@ -189,7 +215,7 @@ def run_deploy_table(args: argparse.Namespace) -> int:
                              "where the table goes")
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     entries = build_artifacts(args.model, args.size, args.work, configs=configs, precisions=precisions, seed=args.seed,
-                              calib_samples=args.calib_samples, calib_clicks=args.calib_clicks, log=log)
+                              calib_samples=args.calib_samples, calib_clicks=args.calib_clicks, runtimes=runtimes, log=log)
     targets = [BenchTarget(e.label, ARTIFACT, str(e.artifact), args.size,
                            files={role: f.bytes for role, f in read_manifest(e.artifact).files.items()}) for e in entries]
     if peers:
@@ -217,6 +243,8 @@ def _command(args: argparse.Namespace) -> str:
         parts.append(f"--configs {args.configs}")
     if args.precisions != ",".join(PRECISIONS):
         parts.append(f"--precisions {args.precisions}")
+    if args.runtimes != "onnxruntime":
+        parts.append(f"--runtimes {args.runtimes}")
     parts.append(f"--threads {','.join(map(str, args.threads)) or 'profile'} --runs {args.runs}")
     if tuple(args.power) != (DEFAULT_PROFILE,):
         parts.append(f"--power {','.join(args.power)}")
@@ -250,6 +278,9 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--size", type=parse_size, default=contract.DEFAULT_SIZE, metavar="HxW", help="model input (default 640x960)")
     p.add_argument("--configs", default=None, help="subset, e.g. late,late+adapter (default: all four)")
     p.add_argument("--precisions", default=",".join(PRECISIONS), help=f"subset of {','.join(PRECISIONS)}")
+    p.add_argument("--runtimes", default="onnxruntime",
+                   help=f"runtimes of the rows, of {','.join(RUNTIMES)} (default onnxruntime; executorch: its .pte "
+                        "programs, XNNPACK, int8 by its PT2E quantizer; needs the executorch extra)")
     p.add_argument("--threads", type=threads_arg, default="1,2",
                    help="thread counts of the sweep (default 1,2), or 'profile': each power profile's own counts")
     p.add_argument("--power", type=powers_arg, default=(DEFAULT_PROFILE,), metavar="PROFILE[,PROFILE]|all",
@@ -263,7 +294,8 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--peer-dir", type=Path, default=Path("artifacts") / "peers", help="peer ONNX exports (made once)")
     p.add_argument("--accuracy", action="append", default=[], metavar="CALIBRATION_JSON",
                    help="accuracy of a trained configuration: the calibration.json of `edgeclick calibrate --target onnx` "
-                        "(its gate's NoC@90 and mIoU@5 per precision); repeat for several")
+                        "(onnxruntime rows) or `--target executorch` (ExecuTorch rows), its gate's NoC@90 and mIoU@5 "
+                        "per precision; repeat for several")
     p.add_argument("--calib-samples", type=int, default=2, help="synthetic images of the int8 calibration sessions")
     p.add_argument("--calib-clicks", type=int, default=3, help="clicks per calibration session")
     p.add_argument("--seed", type=int, default=0)

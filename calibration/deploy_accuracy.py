@@ -39,13 +39,17 @@ def _matches(precision: str, name: str) -> bool:
     return name.startswith(precision + "-") and not name.endswith("-mixed")
 
 
-def read_gate_accuracy(paths: Iterable[str | Path]) -> dict[tuple[str, bool, str], Accuracy]:
-    """(fusion, adapter, precision) → Accuracy from calibration.json files (later files win a cell).
+RUNTIME_OF_TARGET = {"onnx": "onnxruntime", "executorch": "executorch"}
+"""calibrate --target → the deploy table's runtime whose rows its gate numbers fill."""
+
+
+def read_gate_accuracy(paths: Iterable[str | Path]) -> dict[tuple[str, bool, str, str], Accuracy]:
+    """(fusion, adapter, precision, runtime) → Accuracy from calibration.json files (later files win a cell).
 
     Raises:
-        ValueError: a file that is not a calibrate report of an onnx target with the model recorded.
+        ValueError: a file that is not a calibrate report of an onnx or executorch target with the model recorded.
     """
-    cells: dict[tuple[str, bool, str], Accuracy] = {}
+    cells: dict[tuple[str, bool, str, str], Accuracy] = {}
     for path in paths:
         path = Path(path)
         try:
@@ -56,15 +60,17 @@ def read_gate_accuracy(paths: Iterable[str | Path]) -> dict[tuple[str, bool, str
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"--accuracy {path}: not a calibration.json written by `edgeclick calibrate` of this "
                              f"version ({type(exc).__name__}: {exc}); re-run calibrate and pass its calibration.json") from None
-        if settings.get("target") != "onnx":
+        runtime = RUNTIME_OF_TARGET.get(str(settings.get("target")))
+        if runtime is None:
             raise ValueError(f"--accuracy {path}: a {settings.get('target')} calibration; the deploy table times "
-                             "onnxruntime, so pass the report of `edgeclick calibrate --target onnx`")
+                             "onnxruntime and ExecuTorch, so pass the report of `edgeclick calibrate --target onnx` "
+                             "or `--target executorch`")
         for precision in ("fp32", "int8", "int8enc", "int8dec"):
             measured = [r for r in rows if _matches(precision, r["name"]) and r.get("noc", {}).get("noc90") is not None]
             if not measured:
                 continue
             row = next((r for r in measured if r["status"] in (BASELINE, PASSED)), measured[0])
-            cells[(fusion, adapter, precision)] = Accuracy(
+            cells[(fusion, adapter, precision, runtime)] = Accuracy(
                 noc90=float(row["noc"]["noc90"]), miou5=row.get("miou", {}).get("miou@5"),
                 passed=row["status"] in (BASELINE, PASSED), variant=row["name"], dataset=str(report["dataset"]),
                 size=(int(settings["size"][0]), int(settings["size"][1])), checkpoint=str(settings["checkpoint"]))

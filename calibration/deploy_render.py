@@ -27,7 +27,8 @@ from .deploy_accuracy import recommend
 NOC_MARGIN = 1.0  # clicks: how much NoC@90 the recommendation gives up for speed (recommend's default)
 
 
-def deploy_rows(report: Any, entries: Sequence[Any], accuracy: dict[tuple[str, bool, str], Any] | None = None) -> list[dict[str, Any]]:
+def deploy_rows(report: Any, entries: Sequence[Any],
+                accuracy: dict[tuple[str, bool, str, str], Any] | None = None) -> list[dict[str, Any]]:
     """One row per target in the report's order (entries give the configuration of edgeclick artifacts;
     `accuracy` the gate numbers of configurations with trained weights, calibration/deploy_accuracy.py)."""
     accuracy = accuracy or {}
@@ -43,12 +44,12 @@ def deploy_rows(report: Any, entries: Sequence[Any], accuracy: dict[tuple[str, b
         enc = min(results, key=lambda r: r.encoder.p50_ms)
         dec = min(results, key=lambda r: r.decoder.p50_ms)
         e = by_label.get(t.label)
+        cell = (e.fusion, e.adapter, e.precision, e.runtime) if e else None
         rows.append({
             "label": t.label, "kind": "edgeclick" if e else "peer",
             "fusion": e.fusion if e else None, "adapter": e.adapter if e else None,
-            "precision": e.precision if e else "fp32",
-            "accuracy": (dataclasses.asdict(accuracy[(e.fusion, e.adapter, e.precision)])
-                         if e and (e.fusion, e.adapter, e.precision) in accuracy else None),
+            "precision": e.precision if e else "fp32", "runtime": e.runtime if e else "onnxruntime",
+            "accuracy": dataclasses.asdict(accuracy[cell]) if cell in accuracy else None,
             "encoder_ms": enc.encoder.p50_ms, "encoder_threads": enc.threads,
             "decoder_ms": dec.decoder.p50_ms, "decoder_threads": dec.threads,
             "session_ms": session_ms(enc.encoder.p50_ms, dec.decoder.p50_ms),
@@ -142,7 +143,7 @@ def plot_sessions(rows: Sequence[dict[str, Any]]) -> bytes:
 
 def write_deploy_report(report: Any, entries: Sequence[Any], out_dir: str | Path, *, model: str, command: str,
                         doc: str | Path | None = None,
-                        accuracy: dict[tuple[str, bool, str], Any] | None = None) -> dict[str, Path]:
+                        accuracy: dict[tuple[str, bool, str, str], Any] | None = None) -> dict[str, Path]:
     """deploy.md (+ table.md, the table alone), deploy.json and sessions.png in `out_dir`; with `doc`, the
     table also replaces that Markdown file's deploy-table block (update_doc; docs/deploy.md). `accuracy`: the
     gate numbers of configurations with trained weights (calibration/deploy_accuracy.py)."""
@@ -154,7 +155,7 @@ def write_deploy_report(report: Any, entries: Sequence[Any], out_dir: str | Path
     text = "\n".join([
         "# Which configuration to deploy", "",
         f"`{command}` — {model} at {report.targets[0].size[0]}×{report.targets[0].size[1]}, untrained weights (latency "
-        "does not depend on them), onnxruntime CPU, each artifact and thread count in a fresh worker process "
+        "does not depend on them), onnxruntime CPU (rows marked ExecuTorch: executorch.runtime, XNNPACK), each artifact and thread count in a fresh worker process "
         f"({c.warmup} warm-up + {c.runs} timed runs per graph, p50).",
         f"Machine: {m['cpu']}, {m['cores']} cores, " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v) + ". "
         f"1-minute load average while the workers ran: {loads[0] if loads else '?'}–{loads[-1] if loads else '?'} "

@@ -19,6 +19,10 @@ made on this machine (TensorRT without a GPU, Core ML activation quantisation of
             elsewhere). Off macOS every package is run by the MIL reference evaluator
             (runtimes/coreml_reference.py: the converted program on torch kernels, not Core ML), so NoC
             and parity are measured and latency is not.
+    executorch  fp32 .pte (baseline) · int8-xnnpack (XNNPACK PT2E quantizer, both graphs,
+            calibration/executorch.py) · int8enc-xnnpack / int8dec-xnnpack (one graph int8, the other the
+            fp32 program). All run by executorch.runtime here, so NoC, parity and latency are measured.
+            No fp16 variant and no calibration methods: XNNPACK's observers are the quantizer's own.
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ from edgeclick.io import publishing
 from .data import CalibrationData
 from .gate import DEFAULT_OPENER, Variant
 
-TARGETS: tuple[str, ...] = ("onnx", "trt", "coreml")
+TARGETS: tuple[str, ...] = ("onnx", "trt", "coreml", "executorch")
 COREML_SCHEMES: tuple[str, ...] = ("w8", "palette6", "palette4", "w8a8")
 MIL_REFERENCE_OPENER = "edgeclick.runtimes.coreml_reference:MilReferenceBackend"
 
@@ -269,7 +273,26 @@ def coreml_variants(plan: CalibrationPlan, calibration_data: Callable[[], Calibr
     return variants
 
 
+def executorch_variants(plan: CalibrationPlan, calibration_data: Callable[[], CalibrationData]) -> list[Variant]:
+    """fp32 .pte baseline, int8 (both graphs) and, with `plan.mixed`, the one-graph int8 programs."""
+    from .deploy import compose_one_graph
+    from .executorch import METHOD, quantize_executorch_artifact
+
+    base = plan.baseline if plan.baseline is not None else _export(plan, "executorch", "fp32", "fp32")
+    variants = [Variant("fp32", base, baseline=True, note="fp32 ExecuTorch programs (XNNPACK) in executorch.runtime (the baseline)")]
+    name = f"int8-{METHOD}"
+    int8 = quantize_executorch_artifact(base, calibration_data(), plan.variant_dir(name), overwrite=True)
+    variants.append(Variant(name, int8, note="XNNPACK PT2E quantizer: int8 symmetric per-channel weights, int8 static "
+                                             "activations, calibrated on recorded click sessions; both graphs"))
+    if plan.mixed:
+        for prefix, (graph, what) in ONE_GRAPH_INT8.items():
+            one = compose_one_graph(int8, base, graph, plan.variant_dir(f"{prefix}-{METHOD}"))
+            variants.append(Variant(one.name, one, note=f"{what}: the int8-{METHOD} {graph} program with the fp32 other"))
+    return variants
+
+
 BUILDERS: dict[str, Callable[[CalibrationPlan, Callable[[], CalibrationData]], list[Variant]]] = {
+    "executorch": executorch_variants,
     "coreml": coreml_variants,
     "onnx": onnx_variants,
     "trt": trt_variants,

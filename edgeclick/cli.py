@@ -140,6 +140,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edgeclick.runtimes.evaluate_cli",
     "edgeclick.train.cli",
     "edgeclick.export.cli",
+    "edgeclick.export.phone_readiness",
     "edgeclick.runtimes.cli",
     "edgeclick.calibration.deploy",
     "edgeclick.runtimes.web_cli",

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from edgeclick import contract
 
-from .options import PRECISIONS, CoreMLOptions, FormatOptions, OnnxOptions, TensorRTOptions
+from .options import PRECISIONS, CoreMLOptions, ExecuTorchOptions, FormatOptions, OnnxOptions, TensorRTOptions
 
 if TYPE_CHECKING:
     from edgeclick.model.base import ClickModel
@@ -140,6 +140,15 @@ FORMATS: dict[str, Format] = {
         dynamic=True,
         needs=("coremltools==9.0", "macOS for prediction"),
         exporter="edgeclick.export.coreml:export_coreml",
+    ),
+    "executorch": Format(
+        name="executorch",
+        suffix=".pte",
+        options_type=ExecuTorchOptions,
+        precisions=("fp32",),  # int8: `edgeclick calibrate --target executorch` (XNNPACK PT2E, calibration/executorch.py)
+        dynamic=False,
+        needs=("executorch==1.5.1 (pip install -e .[executorch])",),
+        exporter="edgeclick.export.executorch:export_executorch",
     ),
 }
 

@@ -190,3 +190,24 @@ def parse_sizes(value: str | Sequence[Sequence[int]]) -> tuple[tuple[int, int], 
         contract.check_size(*pair)
         sizes.append((pair[0], pair[1]))
     return tuple(sizes)
+
+
+EXECUTORCH_PARTITIONERS: tuple[str, ...] = ("xnnpack", "coreml")
+
+
+@dataclass(frozen=True)
+class ExecuTorchOptions(FormatOptions):
+    """Options of the "executorch" format.
+
+    partitioner: "xnnpack" (CPU kernels, the same on phones and x86: run and validated here) or "coreml"
+        (ExecuTorch's Core ML delegate for iOS / macOS: lowered here, run only on Apple devices, so the
+        artifact is kept with `complete: false`).
+    """
+
+    format_name: ClassVar[str] = "executorch"
+    partitioner: str = "xnnpack"
+
+    def validate(self) -> ExecuTorchOptions:
+        if self.partitioner not in EXECUTORCH_PARTITIONERS:
+            raise ValueError(f"partitioner {self.partitioner!r} is not one of {list(EXECUTORCH_PARTITIONERS)}")
+        return self

@@ -90,6 +90,11 @@ def export(checkpoint: str | Path, target: str, *, size: tuple[int, int] = contr
     checkpoint = Path(checkpoint)
     contract.check_size(*size)
     formats = formats_for(target)
+    if target == ALL:  # "all" = every format that serves this precision / shape mode (executorch: static fp32)
+        skipped = [f.name for f in formats if precision not in f.precisions or (dynamic and not f.dynamic)]
+        if skipped:
+            log.info("all: skipping %s (no %s%s export)", ", ".join(skipped), precision, " dynamic" if dynamic else "")
+        formats = [f for f in formats if f.name not in skipped]
     per_format = _split_options(formats, options or {}, all_formats=target == ALL)
     for fmt in formats:
         check_request(fmt, precision, dynamic)

@@ -24,6 +24,7 @@ BACKENDS: dict[str, str] = {
     "onnx": "edgeclick.runtimes.ort:OrtBackend",
     "coreml": "edgeclick.runtimes.coreml:CoreMLBackend",
     "trt": "edgeclick.runtimes.trt:TensorRTBackend",
+    "executorch": "edgeclick.runtimes.executorch:ExecuTorchBackend",
 }
 DEFAULT_SKIP_CHANNELS = 16  # contract.graph_specs' default when the model has no conv adapter
 
@@ -42,6 +43,10 @@ def graph_specs_from_manifest(manifest: Manifest) -> dict[str, contract.GraphSpe
 
 POWER_FORMATS: frozenset[str] = frozenset({"onnx"})
 """Formats whose runtime has power-profile knobs (threads, spinning); CoreML and TensorRT schedule their own."""
+POOL_FORMATS: frozenset[str] = frozenset({"executorch"})
+"""Formats whose runtime has a thread count and no spinning knob: a named profile sets the count
+(PowerProfile.executorch_threads) unless `threads` is given; without one the runtime keeps its pool as it is
+(ExecuTorch's pool is process-wide and fixed once a program loads, so a default must not resize it)."""
 
 
 def open_backend(artifact_dir: str | Path, *, power: str | None = None, **kwargs: Any) -> Backend:
@@ -63,6 +68,10 @@ def open_backend(artifact_dir: str | Path, *, power: str | None = None, **kwargs
         raise ValueError(f"{manifest.root}: no runtime for format {manifest.format!r}; known: {sorted(BACKENDS)}")
     if manifest.format in POWER_FORMATS:
         kwargs["power"] = get_profile(power)
+    elif manifest.format in POOL_FORMATS and power is not None:
+        rule = get_profile(power).executorch_threads
+        if kwargs.get("threads") is None and rule is not None:
+            kwargs["threads"] = rule.count()
     elif power is not None:
         get_profile(power)  # an unknown name is that error first
         raise ValueError(f"{manifest.root}: the {manifest.format} runtime has no thread or spinning knobs, so power "

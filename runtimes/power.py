@@ -81,8 +81,9 @@ class PowerProfile:
             default (libgomp: spin for about 300,000 iterations, then sleep). Set in the environment before
             torch is imported; a process that imported torch earlier keeps the policy it started with.
         wasm_threads: onnxruntime-web `ort.env.wasm.numThreads` of the browser's navigator.hardwareConcurrency.
-        executorch_threads: ExecuTorch's XNNPACK threadpool size, for the ExecuTorch backend (issue 19);
-            None until that backend reads it.
+        executorch_threads: ExecuTorch's threadpool size (XNNPACK and portable kernels), set when the profile
+            is named for an ExecuTorch artifact (runtimes/artifact.POOL_FORMATS); ExecuTorch exposes no
+            spinning knob.
     """
 
     name: str

@@ -207,11 +207,22 @@ class Session:
 
 def open_session(checkpoint: str | Path, *, input_size: tuple[int, int] | None = None, device: str = "cpu",
                  power: str | None = None) -> Session:
-    """A torch-reference Session over an edgeclick checkpoint (input_size None: each image's own size).
+    """A torch-reference Session over an edgeclick checkpoint (input_size None: each image's own size), or
+    a Session over an exported artifact when `checkpoint` is an artifact folder (any format, its own runtime;
+    `segment` and `evaluate` take both). An artifact exported at a fixed size refuses another input_size.
 
     power: power profile (runtimes/power.py; None: the default): torch's threads and, if torch is not
-    imported yet, the OpenMP wait policy — both process-wide."""
+    imported yet, the OpenMP wait policy — both process-wide; for an artifact, its runtime's knobs."""
+    from edgeclick.manifest import MANIFEST_NAME
+
     from .power import get_profile
+
+    if Path(checkpoint).is_dir() and (Path(checkpoint) / MANIFEST_NAME).is_file():
+        session = open_artifact_session(checkpoint, power=power)
+        fixed = session.backend.input_size
+        if input_size is not None and fixed is not None and tuple(input_size) != tuple(fixed):
+            raise InputError(f"{checkpoint} was exported for {fixed[0]}x{fixed[1]}; drop --size or pass {fixed[0]}x{fixed[1]}")
+        return session
     from .torch_ref import TorchBackend
 
     return Session(TorchBackend.from_checkpoint(checkpoint, input_size, device, power=get_profile(power)))

@@ -27,7 +27,9 @@ import numpy as np
 DEFAULT_CLICKS = 10_000
 DEFAULT_SIZE = (64, 96)
 DEFAULT_LIMIT = 0.05  # the bar: peak RSS may grow at most 5% after warm-up
-BACKENDS = ("onnxruntime", "torch")
+BACKENDS = ("onnxruntime", "torch", "executorch")
+DEFAULT_BACKENDS = ("onnxruntime", "torch")  # executorch on request (--backends executorch): its export takes minutes
+EXPORTED = {"onnxruntime": "onnx", "executorch": "executorch"}  # soak backend → export target
 # Action mix (per step, after the click count allows): mostly clicks, as a user fixing a mask would.
 P_UNDO, P_RESET, NEW_IMAGE_EVERY = 0.10, 0.03, 250
 
@@ -106,15 +108,16 @@ def open_soak_session(backend: str, size: tuple[int, int], work: Path, seed: int
     if backend == "torch":
         torch.set_num_threads(1)
         return Session(TorchBackend(model, input_size=size))
-    if backend == "onnxruntime":
-        from .ort import OrtBackend
+    if backend in EXPORTED:
+        from .artifact import open_backend
 
+        target = EXPORTED[backend]
         checkpoint = save_checkpoint(model, work / "tiny_late.pt")
         # Through the command line, as a user exports: the runtimes package does not import the exporters.
-        subprocess.run([sys.executable, "-m", "edgeclick", "export", "--target", "onnx", "--checkpoint", str(checkpoint),
-                        "--size", f"{size[0]}x{size[1]}", "--out", str(work / "artifacts"), "--name", "soak-onnx"],
+        subprocess.run([sys.executable, "-m", "edgeclick", "export", "--target", target, "--checkpoint", str(checkpoint),
+                        "--size", f"{size[0]}x{size[1]}", "--out", str(work / "artifacts"), "--name", f"soak-{target}"],
                        check=True, stdout=subprocess.DEVNULL)
-        return Session(OrtBackend(work / "artifacts" / "soak-onnx", threads=1))
+        return Session(open_backend(work / "artifacts" / f"soak-{target}", threads=1))
     raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
 
 
@@ -222,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m edgeclick.runtimes.soak", description=__doc__.split("\n")[0])
     p.add_argument("--clicks", type=int, default=DEFAULT_CLICKS)
-    p.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated: onnxruntime,torch")
+    p.add_argument("--backends", default=",".join(DEFAULT_BACKENDS), help=f"comma-separated, of {','.join(BACKENDS)}")
     p.add_argument("--size", type=parse_size, default=DEFAULT_SIZE, help="model input HxW (default 64x96)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=float, default=DEFAULT_LIMIT, help="largest peak RSS growth that passes")

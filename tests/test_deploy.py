@@ -68,7 +68,8 @@ def test_deploy_table_writes_the_table_and_reuses_artifacts(tmp_path: Path, caps
 
 @pytest.mark.parametrize("extra,phrase", [(["--precisions", "fp8"], "--precisions"), (["--configs", "middle"], "--configs"),
                                           (["--size", "60x96"], "multiple"), (["--doc", "/nonexistent.md"], "--doc"),
-                                          (["--readme", "/nonexistent.md"], "--doc"), (["--accuracy", "/nonexistent.json"], "--accuracy")])
+                                          (["--readme", "/nonexistent.md"], "--doc"), (["--accuracy", "/nonexistent.json"], "--accuracy"),
+                                          (["--runtimes", "tflite"], "--runtimes")])
 def test_deploy_table_bad_input(extra: list[str], phrase: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     try:
         code = main(["deploy-table", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o"), *extra])

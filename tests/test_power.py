@@ -281,3 +281,26 @@ def test_web_page_gets_every_profile() -> None:
                                          "maximum": PROFILES[name].wasm_threads.maximum}
         assert entry["ort_config"] == PROFILES[name].ort_config_entries()
     assert web_contract()["page"]["power"]["default"] == DEFAULT_PROFILE
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_a_named_profile_sizes_the_executorch_pool_and_no_profile_leaves_it(profile: str, monkeypatch: pytest.MonkeyPatch,
+                                                                           tmp_path: Path) -> None:
+    """open_backend hands ExecuTorch the profile's pool size only when a profile is named (no import of ExecuTorch)."""
+    from edgeclick.runtimes import artifact
+
+    seen: list[dict] = []
+
+    class FakeBackend:
+        def __init__(self, artifact_dir: Path, **kwargs: object) -> None:
+            seen.append(kwargs)
+
+    class FakeManifest:
+        complete, format, root, missing = True, "executorch", tmp_path, None
+
+    monkeypatch.setattr(artifact, "read_manifest", lambda _: FakeManifest())
+    monkeypatch.setattr(artifact.importlib, "import_module", lambda _: type("M", (), {"ExecuTorchBackend": FakeBackend}))
+    artifact.open_backend(tmp_path, power=profile)
+    artifact.open_backend(tmp_path)
+    artifact.open_backend(tmp_path, power=profile, threads=3)
+    assert seen == [{"threads": PROFILES[profile].executorch_threads.count()}, {}, {"threads": 3}]

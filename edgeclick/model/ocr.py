@@ -23,8 +23,10 @@ class SpatialGather(nn.Module):
     def forward(self, feats: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
         b, k = probs.shape[0], probs.shape[1]
         weights = F.softmax(probs.reshape(b, k, -1), dim=2)  # B×K×HW
-        pixels = feats.reshape(b, feats.shape[1], -1).permute(0, 2, 1)  # B×HW×C
-        return torch.matmul(weights, pixels).permute(0, 2, 1).unsqueeze(3)
+        # (weights @ pixelsᵀ)ᵀ computed as pixels @ weightsᵀ: the same products, and the result is a
+        # contiguous B×C×K (no permuted view leaves the block; see ObjectAttentionBlock).
+        pixels = feats.reshape(b, feats.shape[1], -1)  # B×C×HW
+        return torch.matmul(pixels, weights.transpose(1, 2)).unsqueeze(3)
 
 
 class ObjectAttentionBlock(nn.Module):
@@ -41,11 +43,17 @@ class ObjectAttentionBlock(nn.Module):
     def forward(self, x: torch.Tensor, proxy: torch.Tensor) -> torch.Tensor:
         """x B×C×H×W, proxy B×C×K×1 → context B×C×H×W."""
         b, _, h, w = x.shape
-        query = self.f_pixel(x).reshape(b, self.key_channels, -1).permute(0, 2, 1)  # B×HW×Ck
+        query = self.f_pixel(x).reshape(b, self.key_channels, -1)  # B×Ck×HW
         key = self.f_object(proxy).reshape(b, self.key_channels, -1)  # B×Ck×K
-        value = self.f_down(proxy).reshape(b, self.key_channels, -1).permute(0, 2, 1)  # B×K×Ck
-        sim = F.softmax(torch.matmul(query, key) * (self.key_channels**-0.5), dim=-1)  # B×HW×K
-        context = torch.matmul(sim, value).permute(0, 2, 1).reshape(b, self.key_channels, h, w)
+        value = self.f_down(proxy).reshape(b, self.key_channels, -1)  # B×Ck×K
+        # RITM computes sim = softmax(queryᵀ·key) (HW×K) and context = (sim·valueᵀ)ᵀ; the transposed
+        # products below are the same numbers with the pixel axis last, so `context` is a contiguous
+        # B×Ck×HW and its reshape to NCHW is a plain view. RITM's order ends in a permuted view, which
+        # reshapes to a channels-last tensor: torch.export then carries that layout to the head, and the
+        # late head's pixel shuffle ended in a channels-last copy of its 1-channel output that ExecuTorch's
+        # runtime refuses (`dim_order_ops::_clone_dim_order.out` check failed).
+        sim = F.softmax(torch.matmul(key.transpose(1, 2), query) * (self.key_channels**-0.5), dim=1)  # B×K×HW
+        context = torch.matmul(value, sim).reshape(b, self.key_channels, h, w)  # B×Ck×H×W
         return self.f_up(context)
 
 

@@ -1,0 +1,126 @@
+"""int8 ExecuTorch programs: XNNPACK's PT2E quantizer, calibrated on recorded click sessions.
+
+    art = quantize_executorch_artifact("artifacts/m-late-256x384-fp32-executorch", data, "artifacts/m-int8-executorch")
+    backend = open_backend(art)                    # runtimes/executorch.py, unchanged
+
+Per graph: torch.export of the split wrapper → `prepare_pt2e` with `XNNPACKQuantizer` (int8 symmetric,
+per-channel weights; static int8 activations with XNNPACK's default observers) → the graph runs on the
+recorded feeds (the same `CalibrationData` ONNX quantisation reads) → `convert_pt2e` → lowered to XNNPACK as
+the fp32 export is (export/executorch.py), so XNNPACK runs the quantised convolutions as int8 kernels.
+
+Only the model's submodules are annotated (backbone, heads, click encoder); what the model computes at its
+own top level stays float: the ImageNet normalisation, the click rasteriser (sub-pixel coordinates) and the
+final pixel shuffle, as the ONNX int8 keeps the rasteriser float.
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from edgeclick import contract
+from edgeclick.io import publishing
+from edgeclick.manifest import file_entries, read_manifest, write_manifest
+
+from .data import CalibrationData
+
+PRECISION = "int8"
+METHOD = "xnnpack"  # variant suffix: the observers are the XNNPACK quantizer's own, not onnxruntime's methods
+MAX_FEEDS = 64  # calibration runs per graph (PT2E observers run in Python: hundreds of feeds take minutes)
+
+
+def quantized_submodules(model: Any) -> list[str]:
+    """Names (as torch.export records them under the split wrapper) of the modules the quantizer annotates."""
+    return [f"model.{name}" for name, _ in model.named_children()]
+
+
+def _calibration_feeds(data: CalibrationData, graph: str, limit: int) -> Iterable[dict[str, Any]]:
+    feeds = list(data.feeds(graph))
+    step = max(1, len(feeds) // limit)
+    return feeds[::step][:limit]
+
+
+def quantize_module(model: Any, graph: str, module: Any, example: tuple[Any, ...], data: CalibrationData,
+                    max_feeds: int = MAX_FEEDS) -> Any:
+    """The PT2E-quantised GraphModule of one split graph (same inputs and outputs as `module`)."""
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from edgeclick.model.split import model_graph_specs
+    from edgeclick.runtimes.executorch import dense
+
+    quantizer = XNNPACKQuantizer()
+    config = get_symmetric_quantization_config(is_per_channel=True)
+    for name in quantized_submodules(model):
+        quantizer.set_module_name(name, config)
+    captured = torch.export.export(module, example, strict=False).module()
+    prepared = prepare_pt2e(captured, quantizer)
+    names = model_graph_specs(model)[graph].input_names()
+    with torch.no_grad():
+        for feeds in _calibration_feeds(data, graph, max_feeds):
+            prepared(*[dense(feeds[n]) for n in names])
+    return convert_pt2e(prepared)
+
+
+def quantize_executorch_artifact(artifact_dir: str | Path, data: CalibrationData, out_dir: str | Path, *,
+                                 graphs: Sequence[str] = (contract.ENCODER, contract.DECODER), overwrite: bool = False,
+                                 max_feeds: int = MAX_FEEDS) -> Path:
+    """Write an int8 copy of the fp32 ExecuTorch artifact `artifact_dir` to `out_dir` (atomically); return it.
+
+    data: calibration feeds recorded at the artifact's size. graphs: which graphs to quantise; the others
+    are copied fp32. The manifest is the source's with precision "int8", new hashes, the lowering facts,
+    the calibration in options and the values against PyTorch (export/validation.py; int8 gates).
+    """
+    from edgeclick.export.executorch import example_inputs, graph_filename, lower_graph, program_metadata
+    from edgeclick.export.validation import check_values
+    from edgeclick.model.checkpoint import load_checkpoint
+    from edgeclick.model.split import model_graph_specs
+    from edgeclick.runtimes.artifact import resolve_source
+    from edgeclick.runtimes.executorch import ExecuTorchBackend
+
+    src = read_manifest(artifact_dir)
+    if src.format != "executorch" or src.precision != "fp32":
+        raise ValueError(f"{src.root}: a {src.precision} {src.format} artifact; int8 ExecuTorch starts from the fp32 "
+                         "`edgeclick export --target executorch` artifact")
+    if tuple(data.input_size) != tuple(src.size):
+        raise ValueError(f"calibration data is {data.input_size}, the artifact {src.size}; record it at the artifact's size")
+    bad = [g for g in graphs if g not in (contract.ENCODER, contract.DECODER)]
+    if bad or not graphs:
+        raise ValueError(f"graphs {list(graphs)}: choose from {contract.ENCODER!r} / {contract.DECODER!r}")
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} exists and is not empty (pass overwrite=True)")
+    model = load_checkpoint(resolve_source(src.root).checkpoint).eval()
+    size = (int(src.size[0]), int(src.size[1]))
+    examples = example_inputs(model, size)
+    facts = dict(src.metadata.get("graphs", {}))
+    with publishing(out) as staging:
+        files: dict[str, Path] = {}
+        for graph in (contract.ENCODER, contract.DECODER):
+            dst = staging / graph_filename(graph)
+            if graph in graphs:
+                module, example = examples[graph]
+                quantized = quantize_module(model, graph, module, example, data, max_feeds)
+                buffer, facts[graph] = lower_graph(quantized, example, program_metadata(model, graph, PRECISION))
+                dst.write_bytes(buffer)
+            else:
+                shutil.copy2(src.path(graph), dst)
+            files[graph] = Path(dst.name)
+        backend = ExecuTorchBackend.from_files({g: staging / p for g, p in files.items()}, model_graph_specs(model), size)
+        values = check_values(model, backend.run, PRECISION, [size])
+        options = {**src.options, "calibration": {
+            "method": f"XNNPACK PT2E ({METHOD})", "weights": "int8 symmetric per channel", "activations": "int8 static",
+            "graphs": list(graphs), "feeds_per_graph": max_feeds, "kept_float": "the model's top-level ops (normalisation, "
+            "click rasteriser, pixel shuffle)", "source": str(src.root), "data": data.meta}}
+        write_manifest(dataclasses.replace(
+            src, root=staging, name=out.name, precision=PRECISION, files=file_entries(staging, files), options=options,
+            metadata={**src.metadata, "graphs": facts}, validation=values,
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds")))
+    read_manifest(out)  # hashes and contract as a runtime will check them
+    return out
