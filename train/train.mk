@@ -221,7 +221,7 @@ late-from-early: $(foreach r,$(LATE_ROWS),$(call protocol_evals,$(r))) $(LATE_RU
 late-table: late-from-early
 	$(BIN)/python -m edgeclick.train.protocol_table --out $(LATE_TABLE) \
 		--dataset "GrabCut (own size)" --dataset "GrabCut ($(PROTOCOL_SIZE))" --dataset "held-out synthetic ($(PROTOCOL_SIZE))" \
-		$(foreach r,$(LATE_ROWS),--row $(r) $(PROTOCOL)/$(r)/model.pt $(call protocol_evals,$(r)))
+		$(foreach r,$(LATE_ROWS),--row $(r) $(PROTOCOL)/$(r)/model.pt $(patsubst %/summary.json,%,$(call protocol_evals,$(r))))
 
 .PRECIOUS: $(PROTOCOL)/%/model.pt $(PROTOCOL)/%/grabcut_own/summary.json $(PROTOCOL)/%/grabcut_letterbox/summary.json \
            $(PROTOCOL)/%/holdout/summary.json $(RUNS)/late/%/last.pt
