@@ -230,3 +230,7 @@ late-table: late-from-early
 # (the demo's DEMO_RULE reads that row's GrabCut NoC@90 in late_fusion.json).
 $(REF)/late_w18s.pt: $(LATE_RUN)/last.pt
 	$(BIN)/python -m edgeclick.train.bundle $< $@ --input-size $(PROTOCOL_SIZE) --protocol-row late_a
+
+# The bundled late + conv adapter model (variant c): the trained weights of the deploy table's fastest configuration.
+$(REF)/late_conv_w18s.pt: $(RUNS)/late/conv/last.pt
+	$(BIN)/python -m edgeclick.train.bundle $< $@ --input-size $(PROTOCOL_SIZE) --protocol-row late_conv
