@@ -100,7 +100,7 @@ def render(result: dict[str, Any]) -> str:
              "|---|---:|---:|---:|---:|---|"]
     for a in result["artifacts"]:
         lo, hi = a["ratio_to_first_range"]
-        lines.append(f"| {Path(a['artifact']).name} | {a['session_ms']:.0f} | {a['encoder_ms']:.0f} | "
+        lines.append(f"| {a['artifact']} | {a['session_ms']:.0f} | {a['encoder_ms']:.0f} | "
                      f"{a['decoder_ms_per_click']:.1f} | {a['cpu_ms_per_session']:.0f} | "
                      f"{a['ratio_to_first']:.3f} ({lo:.3f}–{hi:.3f}) |")
     return "\n".join(lines) + "\n"
