@@ -206,6 +206,12 @@ def run_deploy_table(args: argparse.Namespace) -> int:
             require_peer(name)
     contract.check_size(*args.size)
     accuracy = read_gate_accuracy(args.accuracy)  # a bad report is one line, before anything is measured
+    if args.rerender is not None:
+        from .deploy_render import rerender_with_accuracy
+
+        files = rerender_with_accuracy(args.rerender, accuracy, doc=args.doc)
+        print(files["table"].read_text())
+        return 0
     if args.doc is not None:  # before the measurement, not after it
         from .deploy_render import TABLE_END, TABLE_START
 
@@ -292,6 +298,9 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--peer", action="append", default=[], metavar="NAME",
                    help="also time a SAM-family peer (sam-vit-b, mobilesam; needs `pip install -e .[peers]`)")
     p.add_argument("--peer-dir", type=Path, default=Path("artifacts") / "peers", help="peer ONNX exports (made once)")
+    p.add_argument("--rerender", type=Path, default=None, metavar="DEPLOY_JSON",
+                   help="measure nothing: add --accuracy to the rows of an earlier run's deploy.json and rewrite its "
+                        "table (and --doc); for calibrate reports that finish after the timing run")
     p.add_argument("--accuracy", action="append", default=[], metavar="CALIBRATION_JSON",
                    help="accuracy of a trained configuration: the calibration.json of `edgeclick calibrate --target onnx` "
                         "(onnxruntime rows) or `--target executorch` (ExecuTorch rows), its gate's NoC@90 and mIoU@5 "

@@ -9,6 +9,7 @@ thread sweep per graph, so the gain of each extra thread is visible.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from datetime import datetime, timezone
 from pathlib import Path
@@ -169,6 +170,7 @@ def write_deploy_report(report: Any, entries: Sequence[Any], out_dir: str | Path
         "report": write_text_atomic(out / "deploy.md", text),
         "table": write_text_atomic(out / "table.md", table + "\n"),
         "json": write_json_atomic(out / "deploy.json", {"command": command, "model": model, "rows": rows,
+                                                        "measured_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                                                         "bench": report.to_json()}),
         "chart": write_bytes_atomic(out / "sessions.png", plot_sessions(rows)),
         "power_chart": write_bytes_atomic(out / "power.png", plot_power(report)),
@@ -198,3 +200,47 @@ def update_doc(doc: str | Path, table: str, provenance: str) -> Path:
         raise ValueError(f"--doc {path}: no {TABLE_START} … {TABLE_END} block; add the two lines where the table goes")
     block = f"{TABLE_START}\n{provenance}\n\n{table}\n"
     return write_text_atomic(path, text[:start] + block + text[end:])
+
+
+def rerender_with_accuracy(deploy_json: str | Path, accuracy: dict[tuple[str, bool, str, str], Any],
+                           doc: str | Path | None = None) -> dict[str, Path]:
+    """Add gate accuracy to the rows of an earlier `deploy-table` run and rewrite its table, without measuring.
+
+    Timing a table takes long and so does calibrating a trained model; they need not wait for each other.
+    Rewrites deploy.json (rows with accuracy), table.md, the table inside deploy.md, and with `doc` that
+    file's deploy-table block (the measurement's provenance kept: its command, machine, runs and loads).
+
+    Raises:
+        ValueError: `deploy_json` is not a deploy.json written by `edgeclick deploy-table`.
+    """
+    path = Path(deploy_json)
+    try:
+        saved = json.loads(path.read_text())
+        rows, bench = saved["rows"], saved["bench"]
+        machine, config = bench["machine"], bench["config"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"--rerender {path}: not a deploy.json of `edgeclick deploy-table` ({type(exc).__name__}: {exc}); "
+                         "pass reports/deploy/deploy.json of a finished run") from None
+    old_table = deploy_table_markdown(rows)
+    for row in rows:
+        if row["kind"] != "edgeclick":
+            continue
+        cell = (row["fusion"], row["adapter"], row["precision"], row.get("runtime", "onnxruntime"))
+        row["accuracy"] = dataclasses.asdict(accuracy[cell]) if cell in accuracy else None
+    table = deploy_table_markdown(rows)
+    out = path.parent
+    files = {"json": write_json_atomic(path, {**saved, "rows": rows}),
+             "table": write_text_atomic(out / "table.md", table + "\n")}
+    report = out / "deploy.md"
+    if report.is_file() and old_table in (text := report.read_text()):
+        files["report"] = write_text_atomic(report, text.replace(old_table, table))
+    if doc is not None:
+        loads = sorted({round(s["load_1m"], 2) for r in rows for s in r.get("sweep", {}).values()
+                        if s.get("load_1m") is not None})
+        day = saved.get("measured_at") or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        provenance = (f"Measured by `{saved.get('command', 'edgeclick deploy-table')}` on {day} (accuracy added from "
+                      f"calibrate reports afterwards): {machine['cpu']}, {machine['cores']} cores, onnxruntime "
+                      f"{machine['versions'].get('onnxruntime')}, {config['runs']} timed runs per graph (p50), 1-minute "
+                      f"load average {loads[0] if loads else '?'}–{loads[-1] if loads else '?'} while the workers ran.")
+        files["doc"] = update_doc(doc, table, provenance)
+    return files

@@ -64,12 +64,23 @@ def test_deploy_table_writes_the_table_and_reuses_artifacts(tmp_path: Path, caps
     assert "exporting" not in again.err and "recording" not in again.err  # the artifacts were reused
     table = (out / "table.md").read_text()  # without --accuracy: no row claims accuracy, none is recommended
     assert "no trained weights" in table and "Recommended" not in table
+    # Accuracy that arrives after the timing run: --rerender adds it to the saved rows, measuring nothing.
+    timed = json.loads((out / "deploy.json").read_text())["rows"]
+    assert main(["deploy-table", "--rerender", str(out / "deploy.json"), "--accuracy", str(accuracy), "--doc", str(doc)]) == 0
+    assert "exporting" not in capsys.readouterr().err
+    rows = json.loads((out / "deploy.json").read_text())["rows"]
+    assert [r["session_ms"] for r in rows] == [r["session_ms"] for r in timed]  # the timings are the saved ones
+    assert [r["accuracy"]["noc90"] for r in rows] == [5.0, 5.25, 9.5]
+    table = (out / "table.md").read_text()
+    assert "| 9.50 (refused by the gate) | 0.520 |" in table and "Recommended" in table and table in (out / "deploy.md").read_text()
+    assert table.strip() in doc.read_text() and "accuracy added from calibrate reports afterwards" in doc.read_text()
 
 
 @pytest.mark.parametrize("extra,phrase", [(["--precisions", "fp8"], "--precisions"), (["--configs", "middle"], "--configs"),
                                           (["--size", "60x96"], "multiple"), (["--doc", "/nonexistent.md"], "--doc"),
                                           (["--readme", "/nonexistent.md"], "--doc"), (["--accuracy", "/nonexistent.json"], "--accuracy"),
-                                          (["--runtimes", "tflite"], "--runtimes")])
+                                          (["--runtimes", "tflite"], "--runtimes"),
+                                          (["--rerender", "/nonexistent.json"], "--rerender")])
 def test_deploy_table_bad_input(extra: list[str], phrase: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     try:
         code = main(["deploy-table", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o"), *extra])
