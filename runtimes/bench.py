@@ -465,10 +465,13 @@ def _load_backend(target: BenchTarget, threads: int | None, power: str) -> tuple
     if target.kind == ARTIFACT:
         from edgeclick.manifest import read_manifest
 
-        from .artifact import POWER_FORMATS, open_backend
+        from .artifact import POOL_FORMATS, POWER_FORMATS, open_backend
 
         imported = time.perf_counter() - start
-        if read_manifest(target.path).format not in POWER_FORMATS:  # CoreML, TensorRT: no thread knobs
+        fmt = read_manifest(target.path).format
+        if fmt in POOL_FORMATS:  # ExecuTorch: a thread count (this worker's pool), no spinning knob
+            return open_backend(target.path, threads=threads, power=profile), True, imported, knobs
+        if fmt not in POWER_FORMATS:  # CoreML, TensorRT: no thread knobs
             return open_backend(target.path), False, imported, knobs
         backend = open_backend(target.path, threads=threads, power=profile)
         knobs.update(_ort_knobs(backend))
