@@ -72,7 +72,7 @@ def measure(artifacts: Sequence[Path], threads: int = 1, rounds: int = 5, clicks
             if r >= warmup:
                 sessions[k].append(result)
     totals = [[e + sum(d) for e, d, _ in s] for s in sessions]
-    out: dict[str, Any] = {"settings": {"threads": threads, "rounds": rounds, "clicks": clicks, "warmup": warmup,
+    out: dict[str, Any] = {"settings": {"threads": threads, "rounds": rounds, "clicks_per_session": clicks, "warmup": warmup,
                                         "size": list(size), "cpus": os.cpu_count(),
                                         "load_1m_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None},
                            "artifacts": []}
@@ -94,7 +94,7 @@ def render(result: dict[str, Any]) -> str:
     """The Markdown table of `measure`'s result."""
     s = result["settings"]
     load = f", 1-minute load at the end {s['load_1m_end']:.2f}" if s["load_1m_end"] is not None else ""
-    lines = [f"Interleaved sessions (1 image + {s['clicks']} clicks), {s['size'][0]}x{s['size'][1]}, {s['threads']} thread(s), "
+    lines = [f"Interleaved sessions (1 image + {s['clicks_per_session']} clicks), {s['size'][0]}x{s['size'][1]}, {s['threads']} thread(s), "
              f"{s['rounds']} rounds after {s['warmup']} warm-up, {s['cpus']} CPUs{load}.", "",
              "| artifact | session ms | encoder ms | decoder ms/click | CPU ms/session | session / first (median, range) |",
              "|---|---:|---:|---:|---:|---|"]

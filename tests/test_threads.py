@@ -55,7 +55,7 @@ def test_interleaved_sessions_give_a_ratio_to_the_first_artifact(tiny_onnx: tupl
 
     result = json.loads((out / "interleaved.json").read_text())
     first, second = result["artifacts"]
-    assert result["settings"]["clicks"] == 2 and result["settings"]["rounds"] == 3
+    assert result["settings"]["clicks_per_session"] == 2 and result["settings"]["rounds"] == 3
     assert first["ratio_to_first"] == 1.0 and second["ratio_to_first"] > 0
     # A session is the encoder plus every click's decoder: its p50 cannot be below the encoder's p50 alone.
     assert first["session_ms"] >= first["encoder_ms"] > 0 and first["decoder_ms_per_click"] > 0
