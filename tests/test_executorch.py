@@ -155,10 +155,6 @@ def test_bench_rows_state_threads(tiny_pte: Path) -> None:
     assert report.results[0].encoder.p50_ms > 0 and report.results[0].decoder.p50_ms > 0
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError,
-                   reason="open defect: the XNNPACK PT2E int8 encoder of the tiny model at 64x96 (and of hrnet18s at 640x960) "
-                          "fails at run time ('Propagating input shapes failed: xnn_status_invalid_parameter', "
-                          "CALL_DELEGATE error 0x1); late_w18s at 256x384 runs (docs/calibration.md)")
 def test_int8_program_from_recorded_click_sessions(tiny_pte: Path, tiny_onnx: tuple[Path, Path], tmp_path: Path,
                                                    image_u8: np.ndarray) -> None:
     from edgeclick.calibration.data import collect_calibration_data
