@@ -69,6 +69,7 @@ def test_interleaved_refuses_artifacts_of_different_sizes(tiny_onnx: tuple[Path,
 
     artifact, checkpoint = tiny_onnx
     other, = export(checkpoint, "onnx", size=(32, 64), out_root=tmp_path, name="tiny-32x64")
+    capsys.readouterr()  # the export's own progress lines
     assert interleaved.main([str(artifact), str(other)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: interleave artifacts of one fixed input size") and "\n" not in err
