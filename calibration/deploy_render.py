@@ -28,6 +28,19 @@ from .deploy_accuracy import recommend
 NOC_MARGIN = 1.0  # clicks: how much NoC@90 the recommendation gives up for speed (recommend's default)
 
 
+def row_accuracy(cell: tuple[str, bool, str, str] | None,
+                 accuracy: dict[tuple[str, bool, str, str], Any]) -> dict[str, Any] | None:
+    """The gate numbers of a (fusion, adapter, precision, runtime) cell as a JSON-ready dict, or None."""
+    return dataclasses.asdict(accuracy[cell]) if cell in accuracy else None
+
+
+def provenance_line(command: str, day: str, machine: dict[str, Any], runs: int, loads: Sequence[float], note: str = "") -> str:
+    """The line above the table in a doc: what measured it, when, where, and the load it ran under."""
+    return (f"Measured by `{command}` on {day}{note}: {machine['cpu']}, {machine['cores']} cores, onnxruntime "
+            f"{machine['versions'].get('onnxruntime')}, {runs} timed runs per graph (p50), 1-minute load average "
+            f"{loads[0] if loads else '?'}–{loads[-1] if loads else '?'} while the workers ran.")
+
+
 def deploy_rows(report: Any, entries: Sequence[Any],
                 accuracy: dict[tuple[str, bool, str, str], Any] | None = None) -> list[dict[str, Any]]:
     """One row per target in the report's order (entries give the configuration of edgeclick artifacts;
@@ -50,7 +63,7 @@ def deploy_rows(report: Any, entries: Sequence[Any],
             "label": t.label, "kind": "edgeclick" if e else "peer",
             "fusion": e.fusion if e else None, "adapter": e.adapter if e else None,
             "precision": e.precision if e else "fp32", "runtime": e.runtime if e else "onnxruntime",
-            "accuracy": dataclasses.asdict(accuracy[cell]) if cell in accuracy else None,
+            "accuracy": row_accuracy(cell, accuracy),
             "encoder_ms": enc.encoder.p50_ms, "encoder_threads": enc.threads,
             "decoder_ms": dec.decoder.p50_ms, "decoder_threads": dec.threads,
             "session_ms": session_ms(enc.encoder.p50_ms, dec.decoder.p50_ms),
@@ -151,6 +164,7 @@ def write_deploy_report(report: Any, entries: Sequence[Any], out_dir: str | Path
     out = Path(out_dir)
     rows = deploy_rows(report, entries, accuracy)
     m, c = report.machine, report.config
+    measured_at = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     loads = sorted({round(r.load_1m, 2) for r in report.results if r.load_1m is not None})
     table = deploy_table_markdown(rows)
     text = "\n".join([
@@ -170,17 +184,13 @@ def write_deploy_report(report: Any, entries: Sequence[Any], out_dir: str | Path
         "report": write_text_atomic(out / "deploy.md", text),
         "table": write_text_atomic(out / "table.md", table + "\n"),
         "json": write_json_atomic(out / "deploy.json", {"command": command, "model": model, "rows": rows,
-                                                        "measured_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                                                        "measured_at": measured_at,
                                                         "bench": report.to_json()}),
         "chart": write_bytes_atomic(out / "sessions.png", plot_sessions(rows)),
         "power_chart": write_bytes_atomic(out / "power.png", plot_power(report)),
     }
     if doc is not None:
-        day = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        provenance = (f"Measured by `{command}` on {day}: {m['cpu']}, {m['cores']} cores, onnxruntime "
-                      f"{m['versions'].get('onnxruntime')}, {c.runs} timed runs per graph (p50), 1-minute load average "
-                      f"{loads[0] if loads else '?'}–{loads[-1] if loads else '?'} while the workers ran.")
-        files["doc"] = update_doc(doc, table, provenance)
+        files["doc"] = update_doc(doc, table, provenance_line(command, measured_at, m, c.runs, loads))
     return files
 
 
@@ -225,8 +235,8 @@ def rerender_with_accuracy(deploy_json: str | Path, accuracy: dict[tuple[str, bo
     for row in rows:
         if row["kind"] != "edgeclick":
             continue
-        cell = (row["fusion"], row["adapter"], row["precision"], row.get("runtime", "onnxruntime"))
-        row["accuracy"] = dataclasses.asdict(accuracy[cell]) if cell in accuracy else None
+        row["accuracy"] = row_accuracy((row["fusion"], row["adapter"], row["precision"], row.get("runtime", "onnxruntime")),
+                                       accuracy)
     table = deploy_table_markdown(rows)
     out = path.parent
     files = {"json": write_json_atomic(path, {**saved, "rows": rows}),
@@ -238,9 +248,7 @@ def rerender_with_accuracy(deploy_json: str | Path, accuracy: dict[tuple[str, bo
         loads = sorted({round(s["load_1m"], 2) for r in rows for s in r.get("sweep", {}).values()
                         if s.get("load_1m") is not None})
         day = saved.get("measured_at") or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        provenance = (f"Measured by `{saved.get('command', 'edgeclick deploy-table')}` on {day} (accuracy added from "
-                      f"calibrate reports afterwards): {machine['cpu']}, {machine['cores']} cores, onnxruntime "
-                      f"{machine['versions'].get('onnxruntime')}, {config['runs']} timed runs per graph (p50), 1-minute "
-                      f"load average {loads[0] if loads else '?'}–{loads[-1] if loads else '?'} while the workers ran.")
-        files["doc"] = update_doc(doc, table, provenance)
+        files["doc"] = update_doc(doc, table, provenance_line(saved.get("command", "edgeclick deploy-table"), day, machine,
+                                                              config["runs"], loads,
+                                                              note=" (accuracy added from calibrate reports afterwards)"))
     return files

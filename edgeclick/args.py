@@ -4,12 +4,29 @@ from __future__ import annotations
 import argparse
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from edgeclick import contract
 from edgeclick.errors import UsageError, one_line
 
+T = TypeVar("T")
+
 POSITIVE = ("+", "1", "pos", "positive")
+
+
+def arg_type(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse `type=` from a parser that raises ValueError with a one-line message: argparse then prints
+    that message (an ArgumentTypeError) instead of its generic "invalid value"."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    convert.__doc__ = parse.__doc__
+    return convert
 NEGATIVE = ("-", "0", "neg", "negative")
 
 

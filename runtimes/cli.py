@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from edgeclick.args import parse_size
+from edgeclick.args import arg_type, parse_size
 
 from .artifact import resolve_source
 from .power import POWER_HELP, add_power_argument, apply_process_env, get_profile, powers_arg
@@ -231,20 +231,14 @@ def threads_arg(text: str) -> tuple[int, ...]:
 
     if text.strip().lower() == "profile":
         return ()
-    try:
-        return parse_threads(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return arg_type(parse_threads)(text)
 
 
 def load_arg(text: str) -> tuple[str, ...]:
     """argparse type of `--load idle,loaded`."""
     from .load import parse_loads
 
-    try:
-        return parse_loads(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return arg_type(parse_loads)(text)
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:

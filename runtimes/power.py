@@ -262,22 +262,16 @@ POWER_HELP = (f"power profile: {', '.join(f'{n} ({p.summary})' for n, p in PROFI
 
 def power_arg(text: str) -> str:
     """argparse type of `--power NAME`: the registered name, or a one-line error listing them."""
-    import argparse
+    from edgeclick.args import arg_type
 
-    try:
-        return get_profile(text).name
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return arg_type(lambda t: get_profile(t).name)(text)
 
 
 def powers_arg(text: str) -> tuple[str, ...]:
     """argparse type of `--power NAME[,NAME...]|all` (bench, deploy-table)."""
-    import argparse
+    from edgeclick.args import arg_type
 
-    try:
-        return parse_profiles(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return arg_type(parse_profiles)(text)
 
 
 def add_power_argument(parser: Any) -> None:
