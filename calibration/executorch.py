@@ -87,6 +87,7 @@ def quantize_executorch_artifact(artifact_dir: str | Path, data: CalibrationData
     from edgeclick.export.executorch import example_inputs, graph_filename, lower_graph, program_metadata
     from edgeclick.export.validation import check_values
     from edgeclick.model.checkpoint import load_checkpoint
+    from edgeclick.model.base import use_rasteriser
     from edgeclick.model.split import model_graph_specs
     from edgeclick.runtimes.artifact import resolve_source
     from edgeclick.runtimes.executorch import ExecuTorchBackend
@@ -104,6 +105,8 @@ def quantize_executorch_artifact(artifact_dir: str | Path, data: CalibrationData
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} exists and is not empty (pass overwrite=True)")
     model = load_checkpoint(resolve_source(src.root).checkpoint).eval()
+    # The fp32 program's rasteriser (artifacts from before the option drew with "scatter").
+    use_rasteriser(model, src.options.get("rasteriser", "scatter"))
     size = (int(src.size[0]), int(src.size[1]))
     examples = example_inputs(model, size)
     facts = dict(src.metadata.get("graphs", {}))
@@ -124,7 +127,7 @@ def quantize_executorch_artifact(artifact_dir: str | Path, data: CalibrationData
         options = {**src.options, "calibration": {
             "method": f"XNNPACK PT2E ({METHOD})", "weights": "int8 symmetric per channel", "activations": "int8 static",
             "graphs": list(graphs), "feeds_per_graph": max_feeds, "kept_float": "the model's top-level ops (normalisation, "
-            f"click rasteriser, pixel shuffle) and the submodules {list(FLOAT_SUBMODULES)}", "source": str(src.root), "data": data.meta}}
+            f"click rasteriser ({model.rasteriser}), pixel shuffle) and the submodules {list(FLOAT_SUBMODULES)}", "source": str(src.root), "data": data.meta}}
         write_manifest(dataclasses.replace(
             src, root=staging, name=out.name, precision=PRECISION, files=file_entries(staging, files), options=options,
             metadata={**src.metadata, "graphs": facts}, validation=values,

@@ -5,8 +5,10 @@
 
 Per graph: torch.export.export (non-strict) of the split wrapper on the contract's reference feeds →
 `to_edge_transform_and_lower(..., partitioner=[XnnpackPartitioner()])` → `to_executorch()` → work_dir/<graph>.pte.
-What XNNPACK does not take (the click rasteriser's arange / where / scatter_add, a softmax over the region
-axis) runs on ExecuTorch's portable kernels inside the same program; the metadata counts both.
+The decoder draws its click disks with the "broadcast" rasteriser by default (option `rasteriser`,
+edgeclick/model/disks.py), whose ops XNNPACK all takes; with `rasteriser=scatter` its comparisons, `where` and
+`scatter_add` run on ExecuTorch's portable kernels. What XNNPACK does not take (also a softmax over the region
+axis) runs on those portable kernels inside the same program; the metadata counts both.
 
 Every program carries the contract (version, hash), the model config, its graph name and its precision as
 a constant method `edgeclick_metadata` returning that JSON (`runtimes/executorch.py` refuses a program
@@ -32,7 +34,7 @@ import torch
 
 from edgeclick import contract
 from edgeclick.runtimes.executorch import METADATA_METHOD, dense
-from edgeclick.model.base import ClickModel
+from edgeclick.model.base import ClickModel, use_rasteriser
 from edgeclick.model.split import model_graph_specs, split_model
 
 from .formats import ExportRequest, ExportResult, MissingRequirement
@@ -158,6 +160,7 @@ def export_executorch(request: ExportRequest) -> ExportResult:
     from edgeclick.runtimes.executorch import ExecuTorchBackend
 
     opts = ExecuTorchOptions.from_dict(request.options)
+    use_rasteriser(request.model, opts.rasteriser)
     files, facts = export_executorch_graphs(request.model, request.size, request.work_dir, precision=request.precision,
                                             partitioner=opts.partitioner)
     metadata = {"tools": tool_versions(), "partitioner": opts.partitioner, "graphs": facts,

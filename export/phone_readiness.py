@@ -246,6 +246,7 @@ def phone_readiness(artifact_dir: str | Path, out_dir: str | Path) -> dict[str, 
         report = {"artifact": str(manifest.root), "size": list(manifest.size), "dynamic": manifest.dynamic,
                   "precision": manifest.precision, "model": manifest.model.get("arch"), "fusion": manifest.model.get("fusion"),
                   "onnxruntime": _ort_version(), "graphs": {g: _as_json(r) for g, r in graphs.items()},
+                  "rasteriser": manifest.options.get("rasteriser", "scatter"),
                   "ort_format_values": values, "goal": goal_summary(graphs)}
         write_json_atomic(staging / "readiness.json", report)
         write_text_atomic(staging / "readiness.md", markdown(report))
@@ -290,6 +291,8 @@ def markdown(report: dict[str, Any]) -> str:
         parts = report["graphs"][graph]["eps"][ep]
         lines.append(f"| {key} | {'yes' if goal['met'] else 'no'} | {goal['partitions']} | {parts['supported']}/{parts['nodes']} "
                      f"| {'; '.join(goal['blockers']) or '-'} |")
+    if report.get("rasteriser") == "scatter" and not report["goal"][f"{contract.DECODER} / NNAPI"]["met"]:
+        lines += ["", RASTERISER_HINT]
     lines += ["", f"ORT format (.ort, optimisation style Runtime): loads in onnxruntime; end to end against the .onnx "
               f"max |Δlogit| {v['max_abs_logit']:.3g}, mask IoU {v['mask_iou']:.6f}, gates {v['gates']} "
               f"({v['precision']}): {'pass' if v['passed'] else 'FAIL'}.", ""]
@@ -309,6 +312,11 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+RASTERISER_HINT = ("The decoder draws click disks with the \"scatter\" rasteriser (comparisons, Where, ScatterElements: "
+                   "the fastest on a desktop CPU). For a phone, export with `--option rasteriser=broadcast`: the same "
+                   "maps for pixel clicks, from ops both EPs take (edgeclick/model/disks.py).")
+
+
 def run_cli(args: argparse.Namespace) -> int:
     """Handler of `edgeclick phone-readiness`."""
     out = args.out or Path("reports") / "phone-readiness" / Path(args.artifact).name
@@ -316,6 +324,8 @@ def run_cli(args: argparse.Namespace) -> int:
     for key, goal in report["goal"].items():
         state = "single partition" if goal["met"] else f"{goal['partitions']} partitions; blocked by {', '.join(goal['blockers']) or 'shapes'}"
         print(f"{key}: {state}")
+    if report["rasteriser"] == "scatter" and not report["goal"][f"{contract.DECODER} / NNAPI"]["met"]:
+        print(RASTERISER_HINT)
     values = report["ort_format_values"]
     print(f".ort vs .onnx: max |Δlogit| {values['max_abs_logit']:.3g}, mask IoU {values['mask_iou']:.6f} "
           f"({'pass' if values['passed'] else 'FAIL'})")

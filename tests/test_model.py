@@ -10,7 +10,8 @@ from edgeclick import contract
 from edgeclick.model import ARCHS, EarlyFusionModel, LateFusionModel, create_model, list_models, model_config
 from edgeclick.model.adapters import ConvAdapterModel
 from edgeclick.model.config import FUSIONS, ModelConfig
-from edgeclick.model.disks import click_disks
+from edgeclick.model.base import use_rasteriser
+from edgeclick.model.disks import BROADCAST_SHARPNESS, RASTERISERS, click_disks
 
 from .helpers import click_rows, randomize_
 
@@ -133,6 +134,57 @@ def test_click_disks_equal_naive_formula_on_random_float_clicks(radius: float, s
     naive = torch.stack([(inside & (label == 1)).any(1), (inside & (label == 0)).any(1)], 1).float()
     assert torch.equal(click_disks(clicks, h, w, radius, scale), naive)
     assert naive.sum() > 0
+
+
+# (radius, scale) of every map a model draws: early full resolution; late half resolution; the conv adapter's
+# full-resolution r = 10 maps and its base's maps (clicks halved, then halved again).
+MODEL_MAPS = [(5.0, 1.0), (2.5, 0.5), (10.0, 1.0), (2.5, 0.25)]
+
+
+@pytest.mark.parametrize("radius,scale", MODEL_MAPS)
+def test_broadcast_rasteriser_equals_scatter_on_pixel_clicks(radius: float, scale: float) -> None:
+    """On pixel-grid clicks (the clicker's, the page's, every recorded session) both formulations draw the same
+    maps bit for bit, including clicks on and beyond the border and padding rows."""
+    g = torch.Generator().manual_seed(int(radius * 100 * scale))
+    h, w = 48, 64
+    big_h, big_w = int(h / scale), int(w / scale)
+    xs = torch.randint(-6, big_w + 6, (3, 24, 1), generator=g).float()
+    ys = torch.randint(-6, big_h + 6, (3, 24, 1), generator=g).float()
+    labels = torch.randint(-1, 2, (3, 24, 1), generator=g).float()
+    clicks = torch.cat([xs, ys, labels], dim=-1)
+    clicks[2, 5:] = contract.LABEL_PADDING  # a padded row set, as click_rows writes it
+    scatter = click_disks(clicks, h, w, radius, scale, "scatter")
+    assert torch.equal(click_disks(clicks, h, w, radius, scale, "broadcast"), scatter)
+    assert scatter[:, 0].sum() > 0 and scatter[:, 1].sum() > 0
+
+
+def test_broadcast_rasteriser_on_off_grid_clicks() -> None:
+    """Off the pixel grid, "broadcast" equals RITM's test except within 1/S px² outside a disk edge, where a
+    pixel gets a value strictly between 0 and 1 (the module docstring's stated bound)."""
+    g = torch.Generator().manual_seed(3)
+    h, w, radius, scale = 40, 56, 2.5, 0.5
+    clicks = torch.cat([torch.rand(4, 24, 1, generator=g) * w / scale, torch.rand(4, 24, 1, generator=g) * h / scale,
+                        torch.randint(0, 2, (4, 24, 1), generator=g).float()], dim=-1)
+    # Put one click exactly 1/(2S) px² outside a pixel's disk edge: (row 10, col 10) at d² = r² + 1/(2S).
+    x_edge = 10.0 + (radius**2 + 0.5 / BROADCAST_SHARPNESS) ** 0.5
+    clicks[0, 0] = torch.tensor([x_edge / scale, 10.0 / scale, 1.0])
+    broadcast = click_disks(clicks, h, w, radius, scale, "broadcast")
+    exact = click_disks(clicks, h, w, radius, scale, "scatter")
+    differ = broadcast != exact
+    assert 0 < broadcast[0, 0, 10, 10] < 1 and exact[0, 0, 10, 10] == 0
+    assert ((broadcast[differ] > 0) & (broadcast[differ] < 1)).all() and (exact[differ] == 0).all()
+    assert differ.sum() < 0.001 * differ.numel()
+
+
+def test_use_rasteriser_reaches_the_adapter_base_and_refuses_unknown_names() -> None:
+    model = create_model("tiny", fusion="late", adapter="conv")
+    assert use_rasteriser(model, "broadcast") is model
+    assert model.rasteriser == model.base.rasteriser == "broadcast"
+    with pytest.raises(ValueError, match="unknown click rasteriser 'nope'; choose one of scatter, broadcast"):
+        use_rasteriser(model, "nope")
+    with pytest.raises(ValueError, match="unknown click rasteriser"):
+        click_disks(torch.zeros(1, 24, 3), 8, 8, 5.0, rasteriser="nope")
+    assert set(RASTERISERS) == {"scatter", "broadcast"}
 
 
 def test_sobel_replicate_pad_and_coreml_conversion() -> None:

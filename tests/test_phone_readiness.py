@@ -47,9 +47,38 @@ def test_ort_format_loads_and_matches(report: tuple[dict, Path]) -> None:
 
 def test_cli_and_bad_input(tiny_onnx: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["phone-readiness", str(tiny_onnx[0]), "--out", str(tmp_path / "r")]) == 0
-    assert "encoder / NNAPI:" in capsys.readouterr().out and (tmp_path / "r" / "decoder.ort").is_file()
+    out = capsys.readouterr().out
+    assert "encoder / NNAPI:" in out and (tmp_path / "r" / "decoder.ort").is_file()
+    assert "--option rasteriser=broadcast" in out  # the tiny export draws with scatter: the fix is named
     not_onnx = tmp_path / "x"
     not_onnx.mkdir()
     assert main(["phone-readiness", str(not_onnx), "--out", str(tmp_path / "r2")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "manifest.json" in err[0] and not (tmp_path / "r2").exists()
+
+
+@pytest.fixture(scope="module")
+def broadcast_report(tiny_onnx: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Readiness of the tiny late model exported with the phone rasteriser (`--option rasteriser=broadcast`)."""
+    from edgeclick.export.run import export
+
+    from .helpers import TINY_ONNX_SIZE
+
+    root = tmp_path_factory.mktemp("broadcast")
+    [artifact] = export(tiny_onnx[1], "onnx", size=TINY_ONNX_SIZE, options={"rasteriser": "broadcast"},
+                      out_root=root / "artifacts", name="tiny-broadcast-onnx")
+    return phone_readiness(artifact, root / "report")
+
+
+@pytest.mark.parametrize("ep", list(EPS))
+@pytest.mark.parametrize("graph", [contract.ENCODER, contract.DECODER])
+def test_broadcast_export_is_one_partition_per_ep(broadcast_report: dict, report: tuple[dict, Path], graph: str, ep: str) -> None:
+    """The issue's goal: with empty Resize inputs and the broadcast rasteriser, each graph is one partition for
+    every EP. The default (scatter) decoder is cut into several by the rasteriser's ops, which the report names."""
+    assert broadcast_report["goal"][f"{graph} / {ep}"]["met"], broadcast_report["goal"][f"{graph} / {ep}"]
+    assert broadcast_report["ort_format_values"]["passed"] and broadcast_report["rasteriser"] == "broadcast"
+    scatter = report[0]["graphs"][graph]["eps"][ep]
+    if graph == contract.DECODER:
+        assert scatter["partitions"] > 1 and "ScatterElements" in {x["op"] for x in scatter["refused"]}
+    else:
+        assert scatter["partitions"] == 1

@@ -11,7 +11,7 @@ from torch import nn
 from edgeclick import contract
 
 from .config import ModelConfig
-from .disks import click_disks
+from .disks import DEFAULT_RASTERISER, RASTERISERS, click_disks
 
 AUX_LOGITS = "aux_logits"  # training-only output of the auxiliary head; never exported
 
@@ -24,6 +24,17 @@ def upsample(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tenso
 def scale_clicks(clicks: torch.Tensor, factor: float) -> torch.Tensor:
     """Multiply the x, y of B×N×3 click rows by `factor`, keeping labels (and padding rows) as they are."""
     return torch.cat([clicks[..., :2] * factor, clicks[..., 2:]], dim=-1)
+
+
+def use_rasteriser(model: nn.Module, rasteriser: str) -> nn.Module:
+    """Draw click maps with `rasteriser` (a key of disks.RASTERISERS) in `model` and every ClickModel inside
+    it (an adapter model's base); returns `model`."""
+    if rasteriser not in RASTERISERS:
+        raise ValueError(f"unknown click rasteriser {rasteriser!r}; choose one of {', '.join(RASTERISERS)}")
+    for module in model.modules():
+        if isinstance(module, ClickModel):
+            module.rasteriser = rasteriser
+    return model
 
 
 class ClickModel(nn.Module):
@@ -39,6 +50,9 @@ class ClickModel(nn.Module):
         # Not in the state dict: RITM keeps normalisation outside its parameters too.
         self.register_buffer("mean", torch.tensor(config.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(config.std).view(1, 3, 1, 1), persistent=False)
+        # How click maps are drawn, not what they are (the formulations agree on pixel clicks): an exporter's
+        # choice per target, set with `use_rasteriser`, so not part of the config that travels with the weights.
+        self.rasteriser = DEFAULT_RASTERISER
 
     def normalize(self, image01: torch.Tensor) -> torch.Tensor:
         """B×3×H×W RGB in [0, 1] → ImageNet-normalised."""
@@ -47,7 +61,7 @@ class ClickModel(nn.Module):
     def click_maps(self, clicks: torch.Tensor, prev_mask: torch.Tensor, radius: float, scale: float = 1.0) -> torch.Tensor:
         """[prev_mask, pos, neg] stacked: B×3×h×w at prev_mask's size (RITM's coord features)."""
         h, w = prev_mask.shape[-2:]
-        return torch.cat([prev_mask, click_disks(clicks, h, w, radius, scale)], dim=1)
+        return torch.cat([prev_mask, click_disks(clicks, h, w, radius, scale, self.rasteriser)], dim=1)
 
     def encode(self, image01: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError

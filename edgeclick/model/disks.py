@@ -1,26 +1,46 @@
-"""Click rows → disk maps with broadcast arithmetic over (click, row) pairs, one scatter-add and one cumsum
-(exports as plain tensor ops, no loops; no tensor larger than the output maps).
+"""Click rows → binary positive / negative disk maps, in two formulations with the same maps on pixel clicks.
 
 A pixel (row i, col j) is inside the disk of click (x, y) when (i − y)² + (j − x)² ≤ r² — RITM's DistMaps
-with use_disks=True, evaluated with the same float operations, so the maps are bit-identical to RITM's.
-On a row i a disk covers one run of columns [lo, hi]: lo and hi come from x ∓ √(r² − (i − y)²) and are
-then settled by RITM's own test on the neighbouring columns (√ rounding can move a run end by one), so the
-runs are exactly RITM's. Each run adds +1 at lo and −1 at hi + 1 of a per-row difference array; a cumsum
-along the row counts the disks covering each pixel (sums of ±1 are exact in float32), and `> 0` is the OR.
+with use_disks=True. `click_disks(..., rasteriser=NAME)` picks one of `RASTERISERS`; exporters choose per
+target (`export/options.py`, option `rasteriser`) and record the choice in the manifest:
 
-Measured at 640×960 (onnxruntime, 1 thread, `edgeclick deploy-table`'s profile notes): the former
-formulation — a one-hot row matrix times per-click spans, an N·K-deep matmul (K = ⌊2r⌋ + 1 rows per
-click) — cost 1.24 GFLOP at r = 10 (the conv adapter's full-resolution maps), more than the rest of the
-late + adapter decoder together; this one touches N×H (click, row) pairs plus one pass over the maps.
+- "scatter" (the default; desktop onnxruntime, WASM, TensorRT, CoreML, training): broadcast arithmetic over
+  (click, row) pairs, one scatter-add and one prefix sum. Evaluated with RITM's own float operations, so the
+  maps are bit-identical to RITM's for every click, on or off the pixel grid. On a row i a disk covers one run
+  of columns [lo, hi]: lo and hi come from x ∓ √(r² − (i − y)²) and are then settled by RITM's own test on the
+  neighbouring columns (√ rounding can move a run end by one). Each run adds +1 at lo and −1 at hi + 1 of a
+  per-row difference array; a prefix sum along the row counts the disks covering each pixel (sums of ±1 are
+  exact in float32), and `> 0` is the OR. Its comparisons, Where and ScatterElements are ops that the phone
+  accelerators' delegates refuse (ORT Mobile's NNAPI / Core ML EPs, ExecuTorch's XNNPACK), so a decoder that
+  contains it is cut into many partitions with CPU fallbacks between them.
+- "broadcast" (ExecuTorch's default; `--option rasteriser=broadcast` for ORT Mobile): every click against every
+  pixel with Sub / Mul / Add / Clip and one batched matmul, all ops those delegates take. The test becomes a
+  clamped ramp, clamp((r² − dy²)·S + 1 − dx²·S, 0, 1) with S = BROADCAST_SHARPNESS: 1 inside, 0 wherever
+  r² − d² ≤ −1/S. Click coordinates on the pixel grid (RITM's clicker, the page, every recorded session) put
+  r² − d² on a lattice of step ≥ 1/16 px² at the scales used (1, ½, ¼), so the maps equal "scatter" bit for bit
+  (tested); an off-grid click whose disk edge passes within 1/S px² of a pixel centre gives that one pixel a
+  value in (0, 1) instead of 0. It costs N×h×w work where "scatter" costs N×h plus one pass.
+
+Measured (one thread, the rasteriser alone, `edgeclick/model/disks.py` history; late model maps at half
+resolution): 256×384 onnxruntime scatter 0.20 ms / broadcast 0.43 ms, ExecuTorch 1.66 / 0.21 ms; 640×960
+onnxruntime 0.9 / 2.1 ms, ExecuTorch 6.6 / 1.4 ms; the conv adapter's full-resolution r = 10 maps at 640×960
+onnxruntime 3.0 / 7.8 ms. Hence scatter on desktop onnxruntime, broadcast on ExecuTorch and phones.
+An earlier formulation — a one-hot row matrix times per-click spans, an N·K-deep matmul (K = ⌊2r⌋ + 1 rows
+per click) — cost 1.24 GFLOP at r = 10, more than the rest of the late + adapter decoder together.
 """
 from __future__ import annotations
 
 import torch
 
-from edgeclick.contract import LABEL_NEGATIVE, LABEL_POSITIVE
+from edgeclick.contract import LABEL_NEGATIVE, LABEL_PADDING, LABEL_POSITIVE
+
+DEFAULT_RASTERISER = "scatter"
+# "broadcast" builds its label indicators from the label values themselves (see broadcast_disks).
+assert (LABEL_POSITIVE, LABEL_NEGATIVE, LABEL_PADDING) == (1, 0, -1), "broadcast_disks assumes labels 1 / 0 / -1"
 
 
-def click_disks(clicks: torch.Tensor, height: int, width: int, radius: float, scale: float = 1.0) -> torch.Tensor:
+def click_disks(clicks: torch.Tensor, height: int, width: int, radius: float, scale: float = 1.0,
+                rasteriser: str = DEFAULT_RASTERISER) -> torch.Tensor:
     """Rasterise click rows into binary positive / negative disk maps.
 
     Args:
@@ -28,10 +48,19 @@ def click_disks(clicks: torch.Tensor, height: int, width: int, radius: float, sc
         height, width: size of the output maps in pixels (after `scale`).
         radius: disk radius in output pixels.
         scale: factor from click coordinates to output pixels (0.5 for a half-resolution map).
+        rasteriser: a key of RASTERISERS (see the module docstring).
 
     Returns:
-        B×2×height×width float maps: channel 0 positive, channel 1 negative, values in {0, 1}.
+        B×2×height×width float maps: channel 0 positive, channel 1 negative, values in {0, 1} (see the module
+        docstring for "broadcast" and off-grid clicks).
     """
+    if rasteriser not in RASTERISERS:
+        raise ValueError(f"unknown click rasteriser {rasteriser!r}; choose one of {', '.join(RASTERISERS)}")
+    return RASTERISERS[rasteriser](clicks, height, width, radius, scale)
+
+
+def scatter_disks(clicks: torch.Tensor, height: int, width: int, radius: float, scale: float = 1.0) -> torch.Tensor:
+    """The "scatter" formulation of `click_disks` (same arguments and result)."""
     dtype = clicks.dtype
     b, n = clicks.shape[:2]
     r2 = radius**2
@@ -69,6 +98,37 @@ def click_disks(clicks: torch.Tensor, height: int, width: int, radius: float, sc
 
 
 PREFIX_BLOCK = 32
+BROADCAST_SHARPNESS = 2.0**10
+"""S of the "broadcast" ramp: 1/S px² is the band below a disk edge where an off-grid click gives a pixel a
+fractional value. Any power of two keeps the products exact; 2^10 also stays finite in fp16 (2^24 would be
+inf there, and inf · 0 on an edge pixel is NaN)."""
+
+
+def broadcast_disks(clicks: torch.Tensor, height: int, width: int, radius: float, scale: float = 1.0) -> torch.Tensor:
+    """The "broadcast" formulation of `click_disks` (same arguments and result; see the module docstring).
+
+    Only Slice, Reshape, Sub, Mul, Add, Clip, Concat, Transpose and one batched MatMul: no comparisons, Where,
+    Gather, Neg, Unsqueeze or scatter, which NNAPI / Core ML EPs refuse, and `bmm` rather than `matmul`, whose
+    batch broadcast ExecuTorch lowers to two full-size expand copies outside XNNPACK.
+    """
+    b, n = clicks.shape[:2]
+    x = (clicks[..., 0:1] * scale).reshape(b, n, 1, 1)
+    y = (clicks[..., 1:2] * scale).reshape(b, n, 1, 1)
+    label = clicks[..., 2:3]  # B×N×1, values in {1, 0, -1}
+    rows = torch.arange(height, dtype=clicks.dtype, device=clicks.device).view(1, 1, height, 1)
+    cols = torch.arange(width, dtype=clicks.dtype, device=clicks.device).view(1, 1, 1, width)
+    # Split so that the one full-size tensor is built by a single broadcast Sub: row part B×N×h×1, column part B×N×1×w.
+    row_part = (radius**2 - (rows - y) ** 2) * BROADCAST_SHARPNESS + 1.0
+    col_part = (cols - x) ** 2 * BROADCAST_SHARPNESS
+    inside = torch.clamp(row_part - col_part, 0.0, 1.0)  # B×N×h×w
+    # Label indicators from products only (label² is 1 for ±1, 0 for 0): positive (l² + l)/2, negative 1 − l².
+    square = label * label
+    weights = torch.cat([(square + label) * 0.5, 1.0 - square], dim=2).transpose(1, 2)  # B×2×N
+    counts = torch.bmm(weights, inside.reshape(b, n, height * width))  # B×2×(h·w): disks covering each pixel
+    return torch.clamp(counts, 0.0, 1.0).reshape(b, 2, height, width)
+
+
+RASTERISERS = {"scatter": scatter_disks, "broadcast": broadcast_disks}
 
 
 def row_prefix_sum(x: torch.Tensor) -> torch.Tensor:

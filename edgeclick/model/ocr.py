@@ -26,7 +26,8 @@ class SpatialGather(nn.Module):
         # (weights @ pixelsᵀ)ᵀ computed as pixels @ weightsᵀ: the same products, and the result is a
         # contiguous B×C×K (no permuted view leaves the block; see ObjectAttentionBlock).
         pixels = feats.reshape(b, feats.shape[1], -1)  # B×C×HW
-        return torch.matmul(pixels, weights.transpose(1, 2)).unsqueeze(3)
+        # reshape, not unsqueeze: Core ML NeuralNetwork (ORT Mobile's older Core ML EP) refuses Unsqueeze.
+        return torch.matmul(pixels, weights.transpose(1, 2)).reshape(b, pixels.shape[1], k, 1)
 
 
 class ObjectAttentionBlock(nn.Module):
