@@ -206,6 +206,8 @@ class ExecuTorchBackend:
         if size != self.input_size:
             raise ValueError(f"{graph}: feeds are {size[0]}x{size[1]}, this ExecuTorch artifact was exported for "
                              f"{self.input_size[0]}x{self.input_size[1]} (programs are static; export that size)")
+        # Programs read these tensors in place (inputs are outside their memory plan, export/executorch.py):
+        # `inputs` must stay alive until execute returns.
         inputs = [dense(feeds[name]) for name in spec.input_names()]
         with _POOL_LOCK:
             outputs = self.methods[graph].execute(inputs)

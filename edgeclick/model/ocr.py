@@ -27,7 +27,8 @@ class SpatialGather(nn.Module):
         # contiguous B×C×K (no permuted view leaves the block; see ObjectAttentionBlock).
         pixels = feats.reshape(b, feats.shape[1], -1)  # B×C×HW
         # reshape, not unsqueeze: Core ML NeuralNetwork (ORT Mobile's older Core ML EP) refuses Unsqueeze.
-        return torch.matmul(pixels, weights.transpose(1, 2)).reshape(b, pixels.shape[1], k, 1)
+        # bmm, not matmul: ExecuTorch lowers matmul's batch broadcast to full-size expand copies outside XNNPACK.
+        return torch.bmm(pixels, weights.transpose(1, 2)).reshape(b, pixels.shape[1], k, 1)
 
 
 class ObjectAttentionBlock(nn.Module):
@@ -53,8 +54,11 @@ class ObjectAttentionBlock(nn.Module):
         # reshapes to a channels-last tensor: torch.export then carries that layout to the head, and the
         # late head's pixel shuffle ended in a channels-last copy of its 1-channel output that ExecuTorch's
         # runtime refuses (`dim_order_ops::_clone_dim_order.out` check failed).
-        sim = F.softmax(torch.matmul(key.transpose(1, 2), query) * (self.key_channels**-0.5), dim=1)  # B×K×HW
-        context = torch.matmul(value, sim).reshape(b, self.key_channels, h, w)  # B×Ck×H×W
+        # The softmax over the K regions runs on the last axis of a small transposed copy (B×HW×K): XNNPACK's
+        # softmax takes only the last axis, and over axis 1 ExecuTorch ran it on its portable kernel.
+        logits = torch.bmm(key.transpose(1, 2), query) * (self.key_channels**-0.5)  # B×K×HW
+        sim = F.softmax(logits.transpose(1, 2), dim=2).transpose(1, 2)  # B×K×HW
+        context = torch.bmm(value, sim).reshape(b, self.key_channels, h, w)  # B×Ck×H×W
         return self.f_up(context)
 
 
