@@ -18,7 +18,7 @@ import dataclasses
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from edgeclick import contract
 from edgeclick.io import publishing
@@ -43,32 +43,59 @@ def quantized_submodules(model: Any) -> list[str]:
     return [f"model.{name}" for name, _ in model.named_children() if name not in FLOAT_SUBMODULES]
 
 
-def scoped_quantizer(module_names: Sequence[str], config: Any) -> Any:
-    """An XNNPACKQuantizer that annotates only nodes inside `module_names` (torch.export module paths).
+def inside_modules(module_names: Sequence[str]) -> Callable[[Any], bool]:
+    """A node filter: True for an FX node that torch.export recorded inside one of `module_names` or below it.
 
-    XNNPACK's own quantizer leaks past `set_module_name` in two ways: its `cat` annotator ignores the module
-    filter (every torch.cat becomes int8, the top-level click rasteriser's included: 0.19 logit error on
-    the tiny decoder with nothing else quantised), and `propagate_annotation` carries int8 from a module's
-    last op into the reshapes and transposes after it. This subclass drops every annotation on a node
-    outside the named modules after both ran, so those ops stay float as the module docstring says.
+    By prefix, not by exact name: torchao's `get_module_name_filter` looks for the name itself in the node's
+    `nn_module_stack`, and torch.export records only modules whose `__call__` ran. The split wrappers call
+    `model.encode(...)` / `model.decode(...)`, and HRNet calls its stages' methods, so a conv's stack reads
+    "model.feature_extractor.conv1" without "model.feature_extractor": filtered by exact name, no conv was
+    annotated and the "int8" programs were float but for their concatenations.
+    """
+    prefixes = tuple(module_names)
+
+    def recorded_inside(node: Any) -> bool:
+        for path, _ in node.meta.get("nn_module_stack", {}).values():
+            path = path.removeprefix("L['self'].")
+            if any(path == m or path.startswith(m + ".") for m in prefixes):
+                return True
+        return False
+
+    def inside(node: Any) -> bool:
+        # Weights (and graph inputs) carry no module stack; the conv annotators test them with the conv, so
+        # they count as inside where every op reading them is.
+        if node.op in ("get_attr", "placeholder"):
+            return bool(node.users) and all(recorded_inside(user) for user in node.users)
+        return recorded_inside(node)
+
+    return inside
+
+
+def scoped_quantizer(module_names: Sequence[str], config: Any) -> Any:
+    """An XNNPACKQuantizer that annotates exactly the nodes inside `module_names` (see `inside_modules`).
+
+    Beyond the module filter: XNNPACK's `cat` annotator ignores every filter (each torch.cat becomes int8, the
+    top-level click rasteriser's included: 0.19 logit error on the tiny decoder with nothing else quantised),
+    and `propagate_annotation` carries int8 from a module's last op into the reshapes and transposes after it.
+    This subclass drops every annotation on a node outside the modules after both ran, so those ops stay float
+    as the module docstring says.
     """
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
-    from torchao.quantization.pt2e.quantizer import get_module_name_filter
     from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
 
-    inside = [get_module_name_filter(name) for name in module_names]
+    inside = inside_modules(module_names)
 
     class ScopedXNNPACKQuantizer(XNNPACKQuantizer):
         def annotate(self, model: Any) -> Any:
             model = super().annotate(model)
             for node in model.graph.nodes:
-                if Q_ANNOTATION_KEY in node.meta and not any(f(node) for f in inside):
+                if Q_ANNOTATION_KEY in node.meta and not inside(node):
                     del node.meta[Q_ANNOTATION_KEY]
             return model
 
     quantizer = ScopedXNNPACKQuantizer()
-    for name in module_names:
-        quantizer.set_module_name(name, config)
+    quantizer.set_global(config)
+    quantizer.set_filter_function(inside)
     return quantizer
 
 
