@@ -55,7 +55,7 @@ def register_cli(subparsers: Any) -> None:
                    help="decoder feeds kept (a seeded subsample of all recorded clicks)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--methods", default="minmax", help="int8 calibration methods, comma-separated: minmax,entropy,percentile")
-    p.add_argument("--keep-float", action="append", default=[], metavar="NODE", help="extra node kept float in int8 graphs")
+    p.add_argument("--keep-float", action="append", default=[], metavar="NODE", help="extra node kept float in int8 graphs (onnx / trt: an ONNX node name; executorch: a submodule path such as feature_proj)")
     p.add_argument("--no-fp16", action="store_true", help="skip the fp16 variant")
     p.add_argument("--no-mixed", action="store_true",
                    help="skip the one-graph int8 variants (int8enc-<method>: int8 encoder + fp32 decoder; "

@@ -31,20 +31,35 @@ METHOD = "xnnpack"  # variant suffix: the observers are the XNNPACK quantizer's 
 MAX_FEEDS = 64  # calibration runs per graph (PT2E observers run in Python: hundreds of feeds take minutes)
 
 
-# Submodules kept float (none). The late head's `fusion` block once had to be: int8, it made the decoder fail
-# in XNNPACK at run time ("Propagating input shapes failed", CALL_DELEGATE 0x1). The cause was int8 leaking
-# out of it into the reshapes after it, which `scoped_quantizer` now stops; with nothing kept float the
-# decoder runs (tests/test_executorch.py). The list stays as the place to keep a block float by name.
+QUANTIZED = "model"
+"""torch.export's path of the model under a split wrapper: what the quantizer annotates (all its submodules)."""
+
+# Submodules kept float, as paths under the model ("fusion", "feature_extractor.stage4"); none. The late
+# head's `fusion` block once had to be: int8, it made the decoder fail in XNNPACK at run time ("Propagating
+# input shapes failed", CALL_DELEGATE 0x1). The cause was int8 leaking out of the quantised modules into the
+# reshapes after them, which `scoped_quantizer` now stops; with nothing kept float the decoder runs
+# (tests/test_executorch.py).
 FLOAT_SUBMODULES: tuple[str, ...] = ()
 
 
-def quantized_submodules(model: Any) -> list[str]:
-    """Names (as torch.export records them under the split wrapper) of the modules the quantizer annotates."""
-    return [f"model.{name}" for name, _ in model.named_children() if name not in FLOAT_SUBMODULES]
+def float_paths(keep_float: Sequence[str] = FLOAT_SUBMODULES) -> list[str]:
+    """torch.export paths of the submodules kept float."""
+    return [f"{QUANTIZED}.{name}" for name in keep_float]
 
 
-def inside_modules(module_names: Sequence[str]) -> Callable[[Any], bool]:
-    """A node filter: True for an FX node that torch.export recorded inside one of `module_names` or below it.
+def check_submodules(model: Any, paths: Sequence[str]) -> None:
+    """ValueError in one line when a keep-float path names no submodule of `model`."""
+    known = {name for name, _ in model.named_modules() if name}
+    unknown = [p for p in paths if p not in known]
+    if unknown:
+        top = ", ".join(name for name, _ in model.named_children())
+        raise ValueError(f"--keep-float {', '.join(unknown)}: no such submodule of the model; ExecuTorch keeps submodules "
+                         f"float by path, e.g. one of {top} (or a path below one, such as feature_extractor.stage4)")
+
+
+def inside_modules(module_names: Sequence[str], excluded: Sequence[str] = ()) -> Callable[[Any], bool]:
+    """A node filter: True for an FX node that torch.export recorded inside one of `module_names` or below
+    it, and not inside one of `excluded`.
 
     By prefix, not by exact name: torchao's `get_module_name_filter` looks for the name itself in the node's
     `nn_module_stack`, and torch.export records only modules whose `__call__` ran. The split wrappers call
@@ -52,14 +67,12 @@ def inside_modules(module_names: Sequence[str]) -> Callable[[Any], bool]:
     "model.feature_extractor.conv1" without "model.feature_extractor": filtered by exact name, no conv was
     annotated and the "int8" programs were float but for their concatenations.
     """
-    prefixes = tuple(module_names)
+    def under(path: str, prefixes: Sequence[str]) -> bool:
+        return any(path == m or path.startswith(m + ".") for m in prefixes)
 
     def recorded_inside(node: Any) -> bool:
-        for path, _ in node.meta.get("nn_module_stack", {}).values():
-            path = path.removeprefix("L['self'].")
-            if any(path == m or path.startswith(m + ".") for m in prefixes):
-                return True
-        return False
+        paths = [path.removeprefix("L['self'].") for path, _ in node.meta.get("nn_module_stack", {}).values()]
+        return any(under(p, module_names) for p in paths) and not any(under(p, excluded) for p in paths)
 
     def inside(node: Any) -> bool:
         # Weights (and graph inputs) carry no module stack; the conv annotators test them with the conv, so
@@ -71,8 +84,9 @@ def inside_modules(module_names: Sequence[str]) -> Callable[[Any], bool]:
     return inside
 
 
-def scoped_quantizer(module_names: Sequence[str], config: Any) -> Any:
-    """An XNNPACKQuantizer that annotates exactly the nodes inside `module_names` (see `inside_modules`).
+def scoped_quantizer(module_names: Sequence[str], config: Any, excluded: Sequence[str] = ()) -> Any:
+    """An XNNPACKQuantizer that annotates exactly the nodes inside `module_names` and not inside `excluded`
+    (see `inside_modules`).
 
     Beyond the module filter: XNNPACK's `cat` annotator ignores every filter (each torch.cat becomes int8, the
     top-level click rasteriser's included: 0.19 logit error on the tiny decoder with nothing else quantised),
@@ -83,7 +97,7 @@ def scoped_quantizer(module_names: Sequence[str], config: Any) -> Any:
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
     from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
 
-    inside = inside_modules(module_names)
+    inside = inside_modules(module_names, excluded)
 
     class ScopedXNNPACKQuantizer(XNNPACKQuantizer):
         def annotate(self, model: Any) -> Any:
@@ -106,8 +120,11 @@ def _calibration_feeds(data: CalibrationData, graph: str, limit: int) -> Iterabl
 
 
 def quantize_module(model: Any, graph: str, module: Any, example: tuple[Any, ...], data: CalibrationData,
-                    max_feeds: int = MAX_FEEDS) -> Any:
-    """The PT2E-quantised GraphModule of one split graph (same inputs and outputs as `module`)."""
+                    max_feeds: int = MAX_FEEDS, keep_float: Sequence[str] = FLOAT_SUBMODULES) -> Any:
+    """The PT2E-quantised GraphModule of one split graph (same inputs and outputs as `module`).
+
+    keep_float: submodule paths under the model left float (see FLOAT_SUBMODULES).
+    """
     import torch
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -115,7 +132,7 @@ def quantize_module(model: Any, graph: str, module: Any, example: tuple[Any, ...
     from edgeclick.model.split import model_graph_specs
     from edgeclick.runtimes.executorch import dense
 
-    quantizer = scoped_quantizer(quantized_submodules(model), get_symmetric_quantization_config(is_per_channel=True))
+    quantizer = scoped_quantizer([QUANTIZED], get_symmetric_quantization_config(is_per_channel=True), float_paths(keep_float))
     captured = torch.export.export(module, example, strict=False).module()
     prepared = prepare_pt2e(captured, quantizer)
     names = model_graph_specs(model)[graph].input_names()
@@ -127,11 +144,11 @@ def quantize_module(model: Any, graph: str, module: Any, example: tuple[Any, ...
 
 def quantize_executorch_artifact(artifact_dir: str | Path, data: CalibrationData, out_dir: str | Path, *,
                                  graphs: Sequence[str] = (contract.ENCODER, contract.DECODER), overwrite: bool = False,
-                                 max_feeds: int = MAX_FEEDS) -> Path:
+                                 max_feeds: int = MAX_FEEDS, keep_float: Sequence[str] = FLOAT_SUBMODULES) -> Path:
     """Write an int8 copy of the fp32 ExecuTorch artifact `artifact_dir` to `out_dir` (atomically); return it.
 
     data: calibration feeds recorded at the artifact's size. graphs: which graphs to quantise; the others
-    are copied fp32. The manifest is the source's with precision "int8", new hashes, the lowering facts,
+    are copied fp32. keep_float: submodule paths under the model left float ("feature_proj"). The manifest is the source's with precision "int8", new hashes, the lowering facts,
     the calibration in options and the values against PyTorch (export/validation.py; int8 gates).
     """
     from edgeclick.export.executorch import example_inputs, graph_filename, lower_graph, program_metadata
@@ -155,6 +172,7 @@ def quantize_executorch_artifact(artifact_dir: str | Path, data: CalibrationData
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} exists and is not empty (pass overwrite=True)")
     model = load_checkpoint(resolve_source(src.root).checkpoint).eval()
+    check_submodules(model, keep_float)
     # The fp32 program's rasteriser (artifacts from before the option drew with "scatter").
     use_rasteriser(model, src.options.get("rasteriser", "scatter"))
     size = (int(src.size[0]), int(src.size[1]))
@@ -166,7 +184,7 @@ def quantize_executorch_artifact(artifact_dir: str | Path, data: CalibrationData
             dst = staging / graph_filename(graph)
             if graph in graphs:
                 module, example = examples[graph]
-                quantized = quantize_module(model, graph, module, example, data, max_feeds)
+                quantized = quantize_module(model, graph, module, example, data, max_feeds, keep_float)
                 buffer, facts[graph] = lower_graph(quantized, example, program_metadata(model, graph, PRECISION))
                 dst.write_bytes(buffer)
             else:
@@ -177,7 +195,7 @@ def quantize_executorch_artifact(artifact_dir: str | Path, data: CalibrationData
         options = {**src.options, "calibration": {
             "method": f"XNNPACK PT2E ({METHOD})", "weights": "int8 symmetric per channel", "activations": "int8 static",
             "graphs": list(graphs), "feeds_per_graph": max_feeds, "kept_float": "the model's top-level ops (normalisation, "
-            f"click rasteriser ({model.rasteriser}), pixel shuffle) and the submodules {list(FLOAT_SUBMODULES)}", "source": str(src.root), "data": data.meta}}
+            f"click rasteriser ({model.rasteriser}), pixel shuffle) and the submodules {list(keep_float)}", "source": str(src.root), "data": data.meta}}
         write_manifest(dataclasses.replace(
             src, root=staging, name=out.name, precision=PRECISION, files=file_entries(staging, files), options=options,
             metadata={**src.metadata, "graphs": facts}, validation=values,

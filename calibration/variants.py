@@ -54,7 +54,7 @@ class CalibrationPlan:
         baseline: an existing fp32 export of `checkpoint` at `size` in the target's format, used as is
             (None: exported here).
         methods: onnxruntime calibration methods of the int8 variants ("minmax", "entropy", "percentile").
-        keep_float: extra node names kept float in the int8 graphs.
+        keep_float: extra names kept float in the int8 graphs (ONNX node names; ExecuTorch submodule paths).
         fp16: also make the fp16 variant.
         search_keep_float: per method, also measure which node groups hurt masks when quantised
             (calibration/sensitivity.py) and, when some do, add an "int8-<method>-mixed" variant keeping
@@ -276,14 +276,18 @@ def coreml_variants(plan: CalibrationPlan, calibration_data: Callable[[], Calibr
 def executorch_variants(plan: CalibrationPlan, calibration_data: Callable[[], CalibrationData]) -> list[Variant]:
     """fp32 .pte baseline, int8 (both graphs) and, with `plan.mixed`, the one-graph int8 programs."""
     from .deploy import compose_one_graph
-    from .executorch import METHOD, quantize_executorch_artifact
+    from edgeclick.model.checkpoint import load_checkpoint
 
+    from .executorch import METHOD, check_submodules, quantize_executorch_artifact
+
+    check_submodules(load_checkpoint(plan.checkpoint), plan.keep_float)  # a wrong path fails before the export
     base = plan.baseline if plan.baseline is not None else _export(plan, "executorch", "fp32", "fp32")
     variants = [Variant("fp32", base, baseline=True, note="fp32 ExecuTorch programs (XNNPACK) in executorch.runtime (the baseline)")]
     name = f"int8-{METHOD}"
-    int8 = quantize_executorch_artifact(base, calibration_data(), plan.variant_dir(name), overwrite=True)
+    int8 = quantize_executorch_artifact(base, calibration_data(), plan.variant_dir(name), overwrite=True, keep_float=plan.keep_float)
+    kept = f"; kept float: {', '.join(plan.keep_float)}" if plan.keep_float else ""
     variants.append(Variant(name, int8, note="XNNPACK PT2E quantizer: int8 symmetric per-channel weights, int8 static "
-                                             "activations, calibrated on recorded click sessions; both graphs"))
+                                             f"activations, calibrated on recorded click sessions; both graphs{kept}"))
     if plan.mixed:
         for prefix, (graph, what) in ONE_GRAPH_INT8.items():
             one = compose_one_graph(int8, base, graph, plan.variant_dir(f"{prefix}-{METHOD}"))

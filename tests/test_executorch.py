@@ -181,3 +181,38 @@ def test_int8_program_from_recorded_click_sessions(tiny_pte: Path, tiny_onnx: tu
     assert mixed.files[contract.DECODER].sha256 == fp32.files[contract.DECODER].sha256
     with pytest.raises(ValueError, match="int8 ExecuTorch starts from the fp32"):
         quantize_executorch_artifact(int8, data, tmp_path / "again")
+
+
+class _Node:
+    """The parts of an FX node `inside_modules` reads: op, meta["nn_module_stack"] and users."""
+
+    def __init__(self, op: str, paths: tuple[str, ...] = (), users: tuple["_Node", ...] = ()) -> None:
+        self.op = op
+        self.meta = {"nn_module_stack": {f"k{i}": (p, object) for i, p in enumerate(paths)}}
+        self.users = {u: None for u in users}
+
+
+def test_quantised_scope_is_by_path_prefix_with_weights_beside_their_convs() -> None:
+    from edgeclick.calibration.executorch import inside_modules
+
+    inside = inside_modules(["model"], ["model.feature_proj"])
+    # torch.export records only modules whose __call__ ran: no "model" entry above a conv's own path.
+    conv = _Node("call_function", ("", "model.feature_extractor.conv1"))
+    kept_float = _Node("call_function", ("", "model.feature_proj.0"))
+    top_level = _Node("call_function", ("",))  # the normalisation, the click rasteriser, the pixel shuffle
+    assert inside(conv) and not inside(kept_float) and not inside(top_level)
+    assert inside(_Node("get_attr", users=(conv,)))  # a conv's weight has no module stack of its own
+    assert not inside(_Node("get_attr", users=(conv, top_level)))
+    assert not inside(_Node("placeholder"))
+    assert inside(_Node("call_function", ("L['self'].model.head",)))  # the older capture's path spelling
+
+
+def test_keep_float_names_a_submodule_in_one_line(tiny_onnx: tuple[Path, Path]) -> None:
+    from edgeclick.calibration.executorch import check_submodules
+    from edgeclick.model.checkpoint import load_checkpoint
+
+    model = load_checkpoint(tiny_onnx[1])
+    check_submodules(model, ["head", "feature_extractor.conv1"])
+    with pytest.raises(ValueError, match=r"^--keep-float nope: no such submodule of the model; .*feature_extractor") as err:
+        check_submodules(model, ["nope"])
+    assert "\n" not in str(err.value)
