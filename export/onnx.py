@@ -24,6 +24,7 @@ from edgeclick.model.base import ClickModel, use_rasteriser
 from edgeclick.model.split import model_graph_specs, split_model
 
 from .formats import PRECISIONS, ExportRequest, ExportResult, ExportValidationError, check_exportable
+from .onnx_rewrites import rewrite_for_mobile_eps
 from .options import OnnxOptions
 from .validation import TensorInfo, check_structure, check_values, reference_feeds, validation_sizes
 
@@ -41,13 +42,14 @@ def graph_filename(graph: str) -> str:
 
 def export_onnx_graphs(model: ClickModel, size: tuple[int, int], work_dir: Path, *, precision: str = "fp32",
                        dynamic: bool = False, opset: int = MIN_OPSET, simplify: bool = True,
-                       exporter: str = "torchscript", fill_resize_inputs: bool = True) -> dict[str, Path]:
+                       exporter: str = "torchscript", mobile_rewrites: bool = True) -> dict[str, Path]:
     """Write the encoder and decoder of `model` as checked, self-contained ONNX files into `work_dir`.
 
     size: (H, W) model input; the trace size, and every shape when not `dynamic`.
     precision: "fp32", or "fp16" (float tensors fp16 inside, inputs/outputs float32, uint8 image uint8).
     dynamic: H/W axes symbolic as contract.TensorSpec.dynamic names them (TorchScript exporter only).
-    fill_resize_inputs: write the roi / scales a Resize omits as empty tensors (`_fill_omitted_resize_inputs`).
+    mobile_rewrites: rewrite ops ORT Mobile's NNAPI / Core ML EPs refuse into equal ones they take
+        (export/onnx_rewrites.py).
     Returns {contract.ENCODER: path, contract.DECODER: path}. Does not validate values (see export_onnx).
     """
     contract.check_size(*size)
@@ -85,8 +87,8 @@ def export_onnx_graphs(model: ClickModel, size: tuple[int, int], work_dir: Path,
         _write_io_dims(proto, spec, size, dynamic)
         if precision == "fp16":
             proto = _to_fp16(proto)
-        if fill_resize_inputs:
-            _fill_omitted_resize_inputs(proto)
+        if mobile_rewrites:
+            rewrite_for_mobile_eps(proto)
         _set_metadata(proto, {
             contract.META_CONTRACT_VERSION: contract.CONTRACT_VERSION,
             contract.META_CONTRACT_HASH: contract.contract_hash(),
@@ -147,34 +149,6 @@ def _write_io_dims(proto: onnx.ModelProto, spec: contract.GraphSpec, size: tuple
                 dim.dim_param = symbols[axis]
             else:
                 dim.dim_value = size_
-
-
-RESIZE_NO_ROI = "resize_no_roi"
-RESIZE_NO_SCALES = "resize_no_scales"
-
-
-def _fill_omitted_resize_inputs(proto: onnx.ModelProto) -> None:
-    """Give every Resize an empty float32 tensor where it omits `roi` / `scales` (the exporter writes '').
-
-    Same meaning (an empty roi / scales is "not given" to onnxruntime), but ORT Mobile's usability checker
-    treats an omitted input as a tensor of unknown shape and refused all 25 Resize nodes of the HRNet encoder
-    for NNAPI and Core ML, cutting it into 6 partitions; with the empty tensors it is one partition for each.
-    Run after the fp16 conversion: Resize takes float32 scales in every precision.
-    """
-    import numpy as np
-    from onnx import numpy_helper
-
-    used = False
-    for node in proto.graph.node:
-        if node.op_type != "Resize":
-            continue
-        for index, name in ((1, RESIZE_NO_ROI), (2, RESIZE_NO_SCALES)):
-            if len(node.input) > index and node.input[index] == "":
-                node.input[index] = name
-                used = True
-    if used:
-        proto.graph.initializer.extend(numpy_helper.from_array(np.zeros(0, np.float32), name)
-                                       for name in (RESIZE_NO_ROI, RESIZE_NO_SCALES))
 
 
 def _name_nodes(graph: onnx.GraphProto) -> None:

@@ -66,7 +66,8 @@ class EpPartitions:
 
     @property
     def single_partition(self) -> bool:
-        return self.partitions == 1 and self.supported == self.nodes
+        """One partition over every node, and no node refused by a constraint the checker leaves unchecked."""
+        return self.partitions == 1 and self.supported == self.nodes and not self.refused
 
 
 @dataclass
@@ -92,8 +93,13 @@ def _checker_modules() -> tuple[Any, Any]:
     return usability_checker, onnx_model_utils
 
 
-def _refusals(model: Any, checker: Any, max_rank: int) -> list[dict[str, str]]:
-    """Every node the EP refuses, with the checker's criterion that refuses it (first that applies)."""
+DCR_ONLY_EPS = ("NNAPI", "CoreML NeuralNetwork")
+"""EPs whose documented DepthToSpace constraint is "only DCR mode" (the checker lists it as an unchecked caveat)."""
+
+
+def _refusals(model: Any, checker: Any, max_rank: int, ep: str = "") -> list[dict[str, str]]:
+    """Every node the EP refuses, with the checker's criterion that refuses it (first that applies), and the
+    nodes that break a documented EP constraint the checker only lists as a caveat (DepthToSpace's mode)."""
     from onnxruntime.tools.onnx_model_utils import is_fixed_size_tensor
 
     graph = model.graph
@@ -116,9 +122,17 @@ def _refusals(model: Any, checker: Any, max_rank: int) -> list[dict[str, str]]:
                 reason = f"input {dynamic[0]!r} has a dynamic shape"
             elif ranks:
                 reason = f"input {ranks[0]!r} has rank > {max_rank}"
+            elif node.op_type == "DepthToSpace" and ep in DCR_ONLY_EPS and _mode(node) != "DCR":
+                reason = (f"mode {_mode(node)}: this EP takes DCR only (a caveat the checker does not check; the "
+                          "exporter writes DCR where the two modes agree, a single output channel)")
         if reason:
             refused.append({"node": node.name or f"<{node.op_type}>", "op": node.op_type, "reason": reason})
     return refused
+
+
+def _mode(node: Any) -> str:
+    """DepthToSpace's mode attribute (ONNX's default: DCR)."""
+    return next((a.s.decode() for a in node.attribute if a.name == "mode"), "DCR")
 
 
 def check_graph(path: Path, graph: str) -> GraphReadiness:
@@ -150,7 +164,7 @@ def check_graph(path: Path, graph: str) -> GraphReadiness:
                 eps[ep] = EpPartitions(
                     ep=ep, nodes=info.num_nodes, supported=info.num_supported_nodes, partitions=info.num_partitions,
                     partition_sizes=[len(g) for g in info.supported_groups], suitability=info.suitability().name,
-                    unsupported_ops=sorted(info.unsupported_ops), refused=_refusals(model, checker, max_rank),
+                    unsupported_ops=sorted(info.unsupported_ops), refused=_refusals(model, checker, max_rank, ep),
                     caveats=sorted(checker.get_caveats()))
     finally:
         logger.removeHandler(handler)

@@ -418,10 +418,10 @@ def export_tensorrt(request: ExportRequest) -> ExportResult:
     specs = model_graph_specs(request.model)
     profiles = graph_profiles(specs, size, request.dynamic)  # impossible profiles fail before the ONNX export
 
-    # Resize keeps its omitted inputs: the empty-tensor form is for ORT Mobile, and TensorRT's parser was only
-    # ever run on the omitted form.
+    # No ORT Mobile rewrites (export/onnx_rewrites.py): TensorRT's parser was only ever run on the graphs as
+    # exported (Resize with omitted inputs, ConvTranspose, CRD DepthToSpace).
     onnx_paths = export_onnx_graphs(request.model, size, work_dir, precision=request.precision,
-                                    dynamic=request.dynamic, opset=opts.opset, fill_resize_inputs=False)
+                                    dynamic=request.dynamic, opset=opts.opset, mobile_rewrites=False)
     plans = engine_plans(profiles, onnx_paths, work_dir)
     trt, missing = trt_runtime.probe_tensorrt(opts.device)
     detected = str(trt.__version__) if trt is not None and hasattr(trt, "__version__") else None
