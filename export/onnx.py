@@ -298,7 +298,8 @@ def export_onnx(request: ExportRequest) -> ExportResult:
     opts = OnnxOptions.from_dict(request.options)
     use_rasteriser(request.model, opts.rasteriser)
     files = export_onnx_graphs(request.model, request.size, request.work_dir, precision=request.precision,
-                               dynamic=request.dynamic, opset=opts.opset, simplify=opts.simplify, exporter=opts.exporter)
+                               dynamic=request.dynamic, opset=opts.opset, simplify=opts.simplify, exporter=opts.exporter,
+                               mobile_rewrites=opts.mobile_rewrites)
     ops = {graph: _op_counts(path) for graph, path in files.items()}
     loops = {graph: sorted(CONTROL_FLOW_OPS & set(counts)) for graph, counts in ops.items() if CONTROL_FLOW_OPS & set(counts)}
     if loops:

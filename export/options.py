@@ -96,6 +96,7 @@ class OnnxOptions(FormatOptions):
     exporter: "torchscript" (compact graphs, stable names, dynamic axes) or "dynamo" (static only).
     rasteriser: how the decoder draws click disks (edgeclick/model/disks.py): "scatter" (fastest in desktop
         onnxruntime and WASM) or "broadcast" (only ops ORT Mobile's NNAPI and Core ML EPs take: for phones).
+    mobile_rewrites: rewrite ops those EPs refuse into equal ones they take (export/onnx_rewrites.py).
     """
 
     format_name: ClassVar[str] = "onnx"
@@ -103,6 +104,7 @@ class OnnxOptions(FormatOptions):
     simplify: bool = True
     exporter: str = "torchscript"
     rasteriser: str = "scatter"
+    mobile_rewrites: bool = True
 
     def validate(self) -> OnnxOptions:
         check_rasteriser(self.rasteriser)
