@@ -14,12 +14,14 @@ target (`export/options.py`, option `rasteriser`) and record the choice in the m
   accelerators' delegates refuse (ORT Mobile's NNAPI / Core ML EPs, ExecuTorch's XNNPACK), so a decoder that
   contains it is cut into many partitions with CPU fallbacks between them.
 - "broadcast" (ExecuTorch's default; `--option rasteriser=broadcast` for ORT Mobile): every click against every
-  pixel with Sub / Mul / Add / Clip and one batched matmul, all ops those delegates take. The test becomes a
-  clamped ramp, clamp((r² − dy²)·S + 1 − dx²·S, 0, 1) with S = BROADCAST_SHARPNESS: 1 inside, 0 wherever
-  r² − d² ≤ −1/S. Click coordinates on the pixel grid (RITM's clicker, the page, every recorded session) put
-  r² − d² on a lattice of step ≥ 1/16 px² at the scales used (1, ½, ¼), so the maps equal "scatter" bit for bit
-  (tested); an off-grid click whose disk edge passes within 1/S px² of a pixel centre gives that one pixel a
-  value in (0, 1) instead of 0. It costs N×h×w work where "scatter" costs N×h plus one pass.
+  pixel with Sub / Mul / Add / Clip and one batched matmul, all ops those delegates take. RITM's test
+  d² = dy² + dx² ≤ r² becomes clamp((r²⁺ − d²)·S, 0, 1), where r²⁺ is the next float32 above r² and
+  S = 1 / (that spacing), a power of two (`broadcast_sharpness`): a pixel inside has r²⁺ − d² ≥ the spacing, so
+  1; one outside has d² ≥ r²⁺, so 0. S scales exactly, so d²·S is computed as dy²·S + dx²·S with the same
+  rounding as RITM's d², and the maps equal "scatter" bit for bit for every click, on or off the pixel grid
+  (tested; the Session's letterbox puts most clicks off the grid). It evaluates in float32: the fp16 ONNX
+  keeps the rasteriser float32, and ExecuTorch's int8 leaves it float. It costs N×h×w work where "scatter"
+  costs N×h plus one pass.
 
 Measured (one thread, the rasteriser alone, `edgeclick/model/disks.py` history; late model maps at half
 resolution): 256×384 onnxruntime scatter 0.20 ms / broadcast 0.43 ms, ExecuTorch 1.66 / 0.21 ms; 640×960
@@ -98,10 +100,15 @@ def scatter_disks(clicks: torch.Tensor, height: int, width: int, radius: float, 
 
 
 PREFIX_BLOCK = 32
-BROADCAST_SHARPNESS = 2.0**10
-"""S of the "broadcast" ramp: 1/S px² is the band below a disk edge where an off-grid click gives a pixel a
-fractional value. Any power of two keeps the products exact; 2^10 also stays finite in fp16 (2^24 would be
-inf there, and inf · 0 on an edge pixel is NaN)."""
+
+
+def broadcast_sharpness(r2: float) -> tuple[float, float]:
+    """(r²⁺, S) of the "broadcast" step for the float32 r²: the next float32 above it and 1 / their spacing."""
+    import numpy as np
+
+    r2_32 = np.float32(r2)
+    spacing = np.spacing(r2_32)  # a power of two, so S = 1 / spacing is one too (exact products)
+    return float(r2_32 + spacing), float(np.float32(1.0) / spacing)
 
 
 def broadcast_disks(clicks: torch.Tensor, height: int, width: int, radius: float, scale: float = 1.0) -> torch.Tensor:
@@ -117,10 +124,11 @@ def broadcast_disks(clicks: torch.Tensor, height: int, width: int, radius: float
     label = clicks[..., 2:3]  # B×N×1, values in {1, 0, -1}
     rows = torch.arange(height, dtype=clicks.dtype, device=clicks.device).view(1, 1, height, 1)
     cols = torch.arange(width, dtype=clicks.dtype, device=clicks.device).view(1, 1, 1, width)
-    # Split so that the one full-size tensor is built by a single broadcast Sub: row part B×N×h×1, column part B×N×1×w.
-    row_part = (radius**2 - (rows - y) ** 2) * BROADCAST_SHARPNESS + 1.0
-    col_part = (cols - x) ** 2 * BROADCAST_SHARPNESS
-    inside = torch.clamp(row_part - col_part, 0.0, 1.0)  # B×N×h×w
+    r2_above, sharpness = broadcast_sharpness(radius**2)
+    # d²·S as RITM's dy² + dx², each term scaled by the power of two S (exact): one broadcast Add builds the
+    # full-size B×N×h×w tensor from the B×N×h×1 row and B×N×1×w column parts.
+    d2_scaled = (rows - y) ** 2 * sharpness + (cols - x) ** 2 * sharpness
+    inside = torch.clamp(r2_above * sharpness - d2_scaled, 0.0, 1.0)  # B×N×h×w, exactly 0 or 1
     # Label indicators from products only (label² is 1 for ±1, 0 for 0): positive (l² + l)/2, negative 1 − l².
     square = label * label
     weights = torch.cat([(square + label) * 0.5, 1.0 - square], dim=2).transpose(1, 2)  # B×2×N
