@@ -154,6 +154,7 @@ def quantize_executorch_artifact(artifact_dir: str | Path, data: CalibrationData
     from edgeclick.export.executorch import example_inputs, graph_filename, lower_graph, program_metadata
     from edgeclick.export.validation import check_values
     from edgeclick.model.checkpoint import load_checkpoint
+    from edgeclick.model.adapters import use_subpixel_up
     from edgeclick.model.base import use_rasteriser
     from edgeclick.model.split import model_graph_specs
     from edgeclick.runtimes.artifact import resolve_source
@@ -173,8 +174,9 @@ def quantize_executorch_artifact(artifact_dir: str | Path, data: CalibrationData
         raise FileExistsError(f"{out} exists and is not empty (pass overwrite=True)")
     model = load_checkpoint(resolve_source(src.root).checkpoint).eval()
     check_submodules(model, keep_float)
-    # The fp32 program's rasteriser (artifacts from before the option drew with "scatter").
+    # The fp32 program's rasteriser (artifacts from before the option drew with "scatter"), and its upsampler.
     use_rasteriser(model, src.options.get("rasteriser", "scatter"))
+    use_subpixel_up(model)
     size = (int(src.size[0]), int(src.size[1]))
     examples = example_inputs(model, size)
     facts = dict(src.metadata.get("graphs", {}))

@@ -34,6 +34,7 @@ import torch
 
 from edgeclick import contract
 from edgeclick.runtimes.executorch import METADATA_METHOD, dense
+from edgeclick.model.adapters import use_subpixel_up
 from edgeclick.model.base import ClickModel, use_rasteriser
 from edgeclick.model.split import model_graph_specs, split_model
 
@@ -172,6 +173,7 @@ def export_executorch(request: ExportRequest) -> ExportResult:
 
     opts = ExecuTorchOptions.from_dict(request.options)
     use_rasteriser(request.model, opts.rasteriser)
+    use_subpixel_up(request.model)  # XNNPACK ran the conv adapter's one-channel ConvTranspose slowly (SubPixelUp)
     files, facts = export_executorch_graphs(request.model, request.size, request.work_dir, precision=request.precision,
                                             partitioner=opts.partitioner)
     metadata = {"tools": tool_versions(), "partitioner": opts.partitioner, "graphs": facts,

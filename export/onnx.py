@@ -20,6 +20,7 @@ import onnx
 import torch
 
 from edgeclick import contract
+from edgeclick.model.adapters import use_subpixel_up
 from edgeclick.model.base import ClickModel, use_rasteriser
 from edgeclick.model.split import model_graph_specs, split_model
 
@@ -297,6 +298,8 @@ def export_onnx(request: ExportRequest) -> ExportResult:
 
     opts = OnnxOptions.from_dict(request.options)
     use_rasteriser(request.model, opts.rasteriser)
+    if opts.mobile_rewrites:  # the conv adapter's ConvTranspose, refused by NNAPI / Core ML NeuralNetwork
+        use_subpixel_up(request.model)
     files = export_onnx_graphs(request.model, request.size, request.work_dir, precision=request.precision,
                                dynamic=request.dynamic, opset=opts.opset, simplify=opts.simplify, exporter=opts.exporter,
                                mobile_rewrites=opts.mobile_rewrites)

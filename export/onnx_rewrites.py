@@ -13,9 +13,9 @@ CPU (`edgeclick phone-readiness` reports them):
   exports CRD; NNAPI and Core ML's NeuralNetwork EPs take DCR only (a constraint the checker lists as a
   caveat but does not check). With one output channel both modes read input channel i·b + j for block
   offset (i, j), so the mode attribute is all that changes.
-- `conv_transpose_as_subpixel`: the conv adapter's ConvTranspose (kernel 4, stride 2, pad 1, one output
-  channel), which NNAPI and NeuralNetwork refuse, as a 3×3 convolution to 4 channels (one per output phase)
-  followed by DepthToSpace(2, DCR).
+
+The conv adapter's ConvTranspose, which NNAPI and NeuralNetwork refuse, is replaced before tracing instead
+(`edgeclick.model.adapters.SubPixelUp`, also used by the ExecuTorch export).
 """
 from __future__ import annotations
 
@@ -30,7 +30,6 @@ RESIZE_NO_SCALES = "resize_no_scales"
 def rewrite_for_mobile_eps(proto: onnx.ModelProto) -> None:
     """Apply every rewrite of this module to `proto` in place (a graph they do not concern is left as is)."""
     fill_omitted_resize_inputs(proto)
-    conv_transpose_as_subpixel(proto)
     depth_to_space_as_dcr(proto)
 
 
@@ -86,70 +85,3 @@ def depth_to_space_as_dcr(proto: onnx.ModelProto) -> int:
                 a.s = b"DCR"
         changed += 1
     return changed
-
-
-def subpixel_weights(weight: np.ndarray) -> np.ndarray:
-    """ConvTranspose weight Cin×1×4×4 (stride 2, pad 1) → Conv weight 4×Cin×3×3 (pad 1), channel 2a + b
-    computing output pixel (2m + a, 2n + b) from the input window centred on (m, n).
-
-    Transposed conv: output row o = 2i − 1 + k for input row i and kernel row k. For o = 2m + a and
-    i = m + d (d ∈ −1, 0, 1, the 3×3 tap d + 1), k = a + 1 − 2d; taps with k outside 0..3 are zero.
-    """
-    cin = weight.shape[0]
-    out = np.zeros((4, cin, 3, 3), dtype=weight.dtype)
-    for a in (0, 1):
-        for b in (0, 1):
-            for dr in (-1, 0, 1):
-                for dc in (-1, 0, 1):
-                    kr, kc = a + 1 - 2 * dr, b + 1 - 2 * dc
-                    if 0 <= kr < 4 and 0 <= kc < 4:
-                        out[2 * a + b, :, dr + 1, dc + 1] = weight[:, 0, kr, kc]
-    return out
-
-
-def _is_adapter_upsampler(node: onnx.NodeProto, initializers: dict[str, onnx.TensorProto]) -> bool:
-    if node.op_type != "ConvTranspose" or len(node.input) < 2 or node.input[1] not in initializers:
-        return False
-    weight = initializers[node.input[1]]
-    plain = (_attribute(node, "group", 1) == 1 and list(_attribute(node, "dilations", [1, 1])) == [1, 1]
-             and list(_attribute(node, "output_padding", [0, 0])) == [0, 0] and not _attribute(node, "output_shape", [])
-             and _attribute(node, "auto_pad", b"NOTSET") == b"NOTSET")
-    return (plain and len(weight.dims) == 4 and list(weight.dims[1:]) == [1, 4, 4]
-            and list(_attribute(node, "strides", [1, 1])) == [2, 2] and list(_attribute(node, "pads", [0] * 4)) == [1] * 4
-            and (len(node.input) < 3 or node.input[2] == "" or node.input[2] in initializers))
-
-
-def conv_transpose_as_subpixel(proto: onnx.ModelProto) -> int:
-    """Replace each ConvTranspose(k=4, s=2, p=1, one output channel, constant weights) by Conv + DepthToSpace;
-    return how many were replaced."""
-    graph = proto.graph
-    initializers = {t.name: t for t in graph.initializer}
-    nodes = list(graph.node)
-    replaced = 0
-    old_weights: set[str] = set()
-    for node in nodes:
-        if not _is_adapter_upsampler(node, initializers):
-            continue
-        weight = numpy_helper.to_array(initializers[node.input[1]])
-        inputs = [node.input[0], f"{node.name or node.output[0]}_subpixel_weight"]
-        new_inits = [numpy_helper.from_array(subpixel_weights(weight), inputs[1])]
-        if len(node.input) > 2 and node.input[2]:
-            bias = numpy_helper.to_array(initializers[node.input[2]])
-            inputs.append(f"{node.name or node.output[0]}_subpixel_bias")
-            new_inits.append(numpy_helper.from_array(np.repeat(bias, 4).astype(bias.dtype), inputs[2]))
-        phases = f"{node.output[0]}_phases"
-        conv = onnx.helper.make_node("Conv", inputs, [phases], name=f"{node.name}_subpixel_conv",
-                                     kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1])
-        shuffle = onnx.helper.make_node("DepthToSpace", [phases], list(node.output), name=f"{node.name}_subpixel_shuffle",
-                                        blocksize=2, mode="DCR")
-        index = list(graph.node).index(node)
-        graph.node.remove(node)
-        graph.node.insert(index, shuffle)
-        graph.node.insert(index, conv)
-        graph.initializer.extend(new_inits)
-        old_weights.update(node.input[1:])
-        replaced += 1
-    used = {i for n in graph.node for i in n.input}
-    for init in [t for t in graph.initializer if t.name in old_weights and t.name not in used]:
-        graph.initializer.remove(init)
-    return replaced

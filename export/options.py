@@ -96,7 +96,8 @@ class OnnxOptions(FormatOptions):
     exporter: "torchscript" (compact graphs, stable names, dynamic axes) or "dynamo" (static only).
     rasteriser: how the decoder draws click disks (edgeclick/model/disks.py): "scatter" (fastest in desktop
         onnxruntime and WASM) or "broadcast" (only ops ORT Mobile's NNAPI and Core ML EPs take: for phones).
-    mobile_rewrites: rewrite ops those EPs refuse into equal ones they take (export/onnx_rewrites.py).
+    mobile_rewrites: write ops those EPs refuse as equal ones they take (export/onnx_rewrites.py; the conv
+        adapter's ConvTranspose as edgeclick.model.adapters.SubPixelUp).
     """
 
     format_name: ClassVar[str] = "onnx"

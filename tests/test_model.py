@@ -183,6 +183,28 @@ def test_broadcast_rasteriser_on_off_grid_clicks() -> None:
         assert exact.sum() > 0
 
 
+def test_subpixel_up_equals_the_transposed_conv_and_replaces_it_for_export() -> None:
+    from edgeclick.model.adapters import SubPixelUp, use_subpixel_up
+
+    torch.manual_seed(0)
+    up = torch.nn.ConvTranspose2d(17, 1, kernel_size=4, stride=2, padding=1)
+    x = torch.randn(2, 17, 10, 14)
+    with torch.no_grad():
+        assert torch.allclose(SubPixelUp(up)(x), up(x), atol=1e-5)  # borders included (zero padding on both)
+    with pytest.raises(ValueError, match="SubPixelUp takes ConvTranspose2d"):
+        SubPixelUp(torch.nn.ConvTranspose2d(17, 2, kernel_size=4, stride=2, padding=1))
+
+    model = randomize_(create_model("tiny", fusion="late", adapter="conv"), seed=1).eval()
+    image = torch.rand(1, 3, 64, 96)
+    clicks = torch.tensor([[[40.0, 30.0, 1.0], [10.0, 12.0, 0.0]] + [[0.0, 0.0, -1.0]] * 22])
+    prev = torch.zeros(1, 1, 64, 96)
+    with torch.no_grad():
+        before = model.decode(model.encode(image), clicks, prev)[contract.LOGITS]
+        assert use_subpixel_up(model) is model and isinstance(model.up, SubPixelUp)
+        after = model.decode(model.encode(image), clicks, prev)[contract.LOGITS]
+    assert isinstance(model, ConvAdapterModel) and torch.allclose(before, after, atol=1e-5)
+
+
 def test_use_rasteriser_reaches_the_adapter_base_and_refuses_unknown_names() -> None:
     model = create_model("tiny", fusion="late", adapter="conv")
     assert use_rasteriser(model, "broadcast") is model
