@@ -4,11 +4,13 @@
     lower_graph(module, example, graph, model, "fp32") → bytes of one .pte (calibration/executorch.py reuses it)
 
 Per graph: torch.export.export (non-strict) of the split wrapper on the contract's reference feeds →
-`to_edge_transform_and_lower(..., partitioner=[XnnpackPartitioner()])` → `to_executorch()` → work_dir/<graph>.pte.
+`constant_prop_pass` (weight-only computations folded) → `to_edge_transform_and_lower(..., partitioner=
+[XnnpackPartitioner()])` → `to_executorch()` with the inputs outside the memory plan → work_dir/<graph>.pte.
 The decoder draws its click disks with the "broadcast" rasteriser by default (option `rasteriser`,
-edgeclick/model/disks.py), whose ops XNNPACK all takes; with `rasteriser=scatter` its comparisons, `where` and
-`scatter_add` run on ExecuTorch's portable kernels. What XNNPACK does not take (also a softmax over the region
-axis) runs on those portable kernels inside the same program; the metadata counts both.
+edgeclick/model/disks.py), whose ops XNNPACK all takes, and the conv adapter's transposed conv is exported as
+`SubPixelUp`. With `rasteriser=scatter` its comparisons, `where` and `scatter_add` run on ExecuTorch's portable
+kernels. Whatever XNNPACK does not take runs on those portable kernels inside the same program, and the metadata
+counts both. For the bundled models each graph is one delegate call.
 
 Every program carries the contract (version, hash), the model config, its graph name and its precision as
 a constant method `edgeclick_metadata` returning that JSON (`runtimes/executorch.py` refuses a program

@@ -114,7 +114,7 @@ def broadcast_sharpness(r2: float) -> tuple[float, float]:
 def broadcast_disks(clicks: torch.Tensor, height: int, width: int, radius: float, scale: float = 1.0) -> torch.Tensor:
     """The "broadcast" formulation of `click_disks` (same arguments and result; see the module docstring).
 
-    Only Slice, Reshape, Sub, Mul, Add, Clip, Concat, Transpose and one batched MatMul: no comparisons, Where,
+    Only Slice, Reshape, Sub, Pow, Mul, Add, Clip, Concat, Transpose and one batched MatMul: no comparisons, Where,
     Gather, Neg, Unsqueeze or scatter, which NNAPI / Core ML EPs refuse, and `bmm` rather than `matmul`, whose
     batch broadcast ExecuTorch lowers to two full-size expand copies outside XNNPACK.
     """
