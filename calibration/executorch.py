@@ -34,16 +34,8 @@ MAX_FEEDS = 64  # calibration runs per graph (PT2E observers run in Python: hund
 QUANTIZED = "model"
 """torch.export's path of the model under a split wrapper: what the quantizer annotates (all its submodules)."""
 
-# Submodules kept float, as paths under the model ("fusion", "feature_extractor.stage4"); none. The late
-# head's `fusion` block once had to be: int8, it made the decoder fail in XNNPACK at run time ("Propagating
-# input shapes failed", CALL_DELEGATE 0x1). The cause was int8 leaking out of the quantised modules into the
-# reshapes after them, which `scoped_quantizer` now stops; with nothing kept float the decoder runs
-# (tests/test_executorch.py).
-FLOAT_SUBMODULES: tuple[str, ...] = ()
-
-
-def float_paths(keep_float: Sequence[str] = FLOAT_SUBMODULES) -> list[str]:
-    """torch.export paths of the submodules kept float."""
+def float_paths(keep_float: Sequence[str]) -> list[str]:
+    """torch.export paths of the submodules kept float (paths under the model: "feature_proj")."""
     return [f"{QUANTIZED}.{name}" for name in keep_float]
 
 
@@ -92,7 +84,8 @@ def scoped_quantizer(module_names: Sequence[str], config: Any, excluded: Sequenc
     top-level click rasteriser's included: 0.19 logit error on the tiny decoder with nothing else quantised),
     and `propagate_annotation` carries int8 from a module's last op into the reshapes and transposes after it.
     This subclass drops every annotation on a node outside the modules after both ran, so those ops stay float
-    as the module docstring says.
+    as the module docstring says. (That leak was also why the late head's `fusion` block once had to stay
+    float: int8 reshapes after it made XNNPACK fail at run time, "Propagating input shapes failed".)
     """
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
     from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
@@ -120,10 +113,10 @@ def _calibration_feeds(data: CalibrationData, graph: str, limit: int) -> Iterabl
 
 
 def quantize_module(model: Any, graph: str, module: Any, example: tuple[Any, ...], data: CalibrationData,
-                    max_feeds: int = MAX_FEEDS, keep_float: Sequence[str] = FLOAT_SUBMODULES) -> Any:
+                    max_feeds: int = MAX_FEEDS, keep_float: Sequence[str] = ()) -> Any:
     """The PT2E-quantised GraphModule of one split graph (same inputs and outputs as `module`).
 
-    keep_float: submodule paths under the model left float (see FLOAT_SUBMODULES).
+    keep_float: submodule paths under the model left float (`--keep-float`).
     """
     import torch
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
@@ -144,18 +137,17 @@ def quantize_module(model: Any, graph: str, module: Any, example: tuple[Any, ...
 
 def quantize_executorch_artifact(artifact_dir: str | Path, data: CalibrationData, out_dir: str | Path, *,
                                  graphs: Sequence[str] = (contract.ENCODER, contract.DECODER), overwrite: bool = False,
-                                 max_feeds: int = MAX_FEEDS, keep_float: Sequence[str] = FLOAT_SUBMODULES) -> Path:
+                                 max_feeds: int = MAX_FEEDS, keep_float: Sequence[str] = ()) -> Path:
     """Write an int8 copy of the fp32 ExecuTorch artifact `artifact_dir` to `out_dir` (atomically); return it.
 
     data: calibration feeds recorded at the artifact's size. graphs: which graphs to quantise; the others
-    are copied fp32. keep_float: submodule paths under the model left float ("feature_proj"). The manifest is the source's with precision "int8", new hashes, the lowering facts,
-    the calibration in options and the values against PyTorch (export/validation.py; int8 gates).
+    are copied fp32. keep_float: submodule paths under the model left float ("feature_proj"). The manifest
+    is the source's with precision "int8", new hashes, the lowering facts, the calibration in options and the
+    values against PyTorch (export/validation.py; int8 gates).
     """
-    from edgeclick.export.executorch import example_inputs, graph_filename, lower_graph, program_metadata
+    from edgeclick.export.executorch import example_inputs, graph_filename, lower_graph, prepare_model, program_metadata
     from edgeclick.export.validation import check_values
     from edgeclick.model.checkpoint import load_checkpoint
-    from edgeclick.model.adapters import use_subpixel_up
-    from edgeclick.model.base import use_rasteriser
     from edgeclick.model.split import model_graph_specs
     from edgeclick.runtimes.artifact import resolve_source
     from edgeclick.runtimes.executorch import ExecuTorchBackend
@@ -174,9 +166,8 @@ def quantize_executorch_artifact(artifact_dir: str | Path, data: CalibrationData
         raise FileExistsError(f"{out} exists and is not empty (pass overwrite=True)")
     model = load_checkpoint(resolve_source(src.root).checkpoint).eval()
     check_submodules(model, keep_float)
-    # The fp32 program's rasteriser (artifacts from before the option drew with "scatter"), and its upsampler.
-    use_rasteriser(model, src.options.get("rasteriser", "scatter"))
-    use_subpixel_up(model)
+    # As the fp32 programs compute it (artifacts from before the rasteriser option drew with "scatter").
+    prepare_model(model, src.options.get("rasteriser", "scatter"))
     size = (int(src.size[0]), int(src.size[1]))
     examples = example_inputs(model, size)
     facts = dict(src.metadata.get("graphs", {}))

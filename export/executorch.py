@@ -82,6 +82,15 @@ def example_inputs(model: ClickModel, size: tuple[int, int]) -> dict[str, tuple[
     }
 
 
+def prepare_model(model: ClickModel, rasteriser: str) -> ClickModel:
+    """`model` (in place) as the ExecuTorch programs compute it: click disks drawn by `rasteriser`, and the conv
+    adapter's one-channel ConvTranspose as SubPixelUp, which XNNPACK runs faster. The fp32 export and the int8
+    calibration (calibration/executorch.py) both call this, so the int8 programs quantise the same graph."""
+    use_rasteriser(model, rasteriser)
+    use_subpixel_up(model)
+    return model
+
+
 def program_metadata(model: ClickModel, graph: str, precision: str) -> dict[str, str]:
     """What every .pte carries in its METADATA_METHOD (the keys ONNX puts into metadata_props)."""
     return {
@@ -174,8 +183,7 @@ def export_executorch(request: ExportRequest) -> ExportResult:
     from edgeclick.runtimes.executorch import ExecuTorchBackend
 
     opts = ExecuTorchOptions.from_dict(request.options)
-    use_rasteriser(request.model, opts.rasteriser)
-    use_subpixel_up(request.model)  # XNNPACK ran the conv adapter's one-channel ConvTranspose slowly (SubPixelUp)
+    prepare_model(request.model, opts.rasteriser)
     files, facts = export_executorch_graphs(request.model, request.size, request.work_dir, precision=request.precision,
                                             partitioner=opts.partitioner)
     metadata = {"tools": tool_versions(), "partitioner": opts.partitioner, "graphs": facts,

@@ -59,6 +59,11 @@ def _attribute(node: onnx.NodeProto, name: str, default: object) -> object:
     return default
 
 
+def depth_to_space_mode(node: onnx.NodeProto) -> str:
+    """A DepthToSpace node's mode, "DCR" (ONNX's default) or "CRD"."""
+    return _attribute(node, "mode", b"DCR").decode()  # type: ignore[union-attr]
+
+
 def _channels(proto: onnx.ModelProto) -> dict[str, int]:
     """Tensor name → its (static) axis-1 size, from shape inference, for 4-D values."""
     inferred = onnx.shape_inference.infer_shapes(proto).graph
@@ -75,7 +80,7 @@ def depth_to_space_as_dcr(proto: onnx.ModelProto) -> int:
     channels = _channels(proto)
     changed = 0
     for node in proto.graph.node:
-        if node.op_type != "DepthToSpace" or _attribute(node, "mode", b"DCR") != b"CRD":
+        if node.op_type != "DepthToSpace" or depth_to_space_mode(node) != "CRD":
             continue
         block = int(_attribute(node, "blocksize", 0))  # type: ignore[call-overload]
         if channels.get(node.input[0]) != block * block:

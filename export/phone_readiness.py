@@ -102,6 +102,8 @@ def _refusals(model: Any, checker: Any, max_rank: int, ep: str = "") -> list[dic
     nodes that break a documented EP constraint the checker only lists as a caveat (DepthToSpace's mode)."""
     from onnxruntime.tools.onnx_model_utils import is_fixed_size_tensor
 
+    from .onnx_rewrites import depth_to_space_mode
+
     graph = model.graph
     values = {v.name: v for v in (*graph.input, *graph.output, *graph.value_info)}
     initializers = {i.name for i in graph.initializer}
@@ -122,17 +124,12 @@ def _refusals(model: Any, checker: Any, max_rank: int, ep: str = "") -> list[dic
                 reason = f"input {dynamic[0]!r} has a dynamic shape"
             elif ranks:
                 reason = f"input {ranks[0]!r} has rank > {max_rank}"
-            elif node.op_type == "DepthToSpace" and ep in DCR_ONLY_EPS and _mode(node) != "DCR":
-                reason = (f"mode {_mode(node)}: this EP takes DCR only (a caveat the checker does not check; the "
+            elif node.op_type == "DepthToSpace" and ep in DCR_ONLY_EPS and depth_to_space_mode(node) != "DCR":
+                reason = (f"mode {depth_to_space_mode(node)}: this EP takes DCR only (a caveat the checker does not check; the "
                           "exporter writes DCR where the two modes agree, a single output channel)")
         if reason:
             refused.append({"node": node.name or f"<{node.op_type}>", "op": node.op_type, "reason": reason})
     return refused
-
-
-def _mode(node: Any) -> str:
-    """DepthToSpace's mode attribute (ONNX's default: DCR)."""
-    return next((a.s.decode() for a in node.attribute if a.name == "mode"), "DCR")
 
 
 def check_graph(path: Path, graph: str) -> GraphReadiness:
